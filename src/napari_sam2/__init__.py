@@ -1,0 +1,11 @@
+"""napari-sam2: Segment Anything 2 in napari, and the same engine for scripts.
+
+Importing this package pulls in no Qt and no napari; the public scripting API is below.
+"""
+
+from .engine.errors import SAM2Error
+from .engine.models import available_models
+from .engine.segmenter import Segmenter
+
+__version__ = "0.1.0"
+__all__ = ["SAM2Error", "Segmenter", "available_models", "__version__"]

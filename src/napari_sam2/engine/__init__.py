@@ -1,0 +1,1 @@
+"""The compute core: torch and numpy only, no napari and no Qt."""

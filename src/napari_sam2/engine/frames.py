@@ -1,0 +1,187 @@
+"""Any image array → the float RGB frames SAM2 reads, with one normalisation for a whole stack.
+
+A frame is (H, W, 3) float32 in [0, 1]. The same ``Normalization`` is applied to every frame of
+a stack (no per-frame min-max, which would make masks flicker), 16-bit data is scaled between its
+contrast limits or stack-wide percentiles (never over 0-65535), and frames are read lazily, one
+at a time, from numpy, dask or zarr arrays. Nothing goes through JPEG.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SAM2Error
+
+# SAM2 resizes every frame to 1024²; planes larger than this are block-averaged first so a huge
+# image never becomes a huge float copy.
+MAX_MODEL_SIDE = 2048
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Maps raw intensities linearly so that ``low`` → 0 and ``high`` → 1 (then clips).
+
+    ``low`` and ``high`` hold one value for all channels or one per model input channel.
+    """
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    @classmethod
+    def from_limits(cls, limits: Sequence[float] | Sequence[Sequence[float]]) -> Normalization:
+        arr = np.asarray(limits, dtype=float)
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.shape[-1] != 2 or not np.all(np.isfinite(arr)):
+            raise SAM2Error(f"Contrast limits must be finite (low, high) pairs, got {limits!r}.")
+        if np.any(arr[:, 1] <= arr[:, 0]):
+            raise SAM2Error(f"Contrast limits {limits!r} must have high > low.")
+        return cls(tuple(arr[:, 0]), tuple(arr[:, 1]))
+
+    @classmethod
+    def for_data(
+        cls,
+        data,
+        frame_axis: int | None = None,
+        lower: float = 0.5,
+        upper: float = 99.8,
+        max_frames: int = 16,
+        max_values: int = 2_000_000,
+    ) -> Normalization:
+        """Defaults for an array: full range for 8-bit colour, else stack-wide percentiles.
+
+        Percentiles are taken over up to ``max_frames`` frames spread through the stack and a
+        regular pixel subsample, so a long lazy stack is never read whole.
+        """
+        dtype = np.dtype(data.dtype)
+        if dtype == np.uint8 and data.ndim >= 3 and data.shape[-1] in (3, 4):
+            return cls((0.0,), (255.0,))
+        if frame_axis is not None and data.shape[frame_axis] > max_frames:
+            picks = np.linspace(0, data.shape[frame_axis] - 1, max_frames).round().astype(int)
+            data = np.take(data, picks, axis=frame_axis)
+        step = max(1, int(math.sqrt(data.size / max_values)))
+        index = tuple(
+            slice(None, None, step) if ax >= data.ndim - 2 else slice(None)
+            for ax in range(data.ndim)
+        )
+        sample = np.asarray(data[index], dtype=np.float64)
+        finite = sample[np.isfinite(sample)]
+        if finite.size == 0:
+            raise SAM2Error("The image has no finite pixel values (all NaN or inf).")
+        low, high = np.percentile(finite, [lower, upper])
+        if high <= low:
+            low, high = float(finite.min()), float(finite.max())
+        if high <= low:
+            high = low + 1.0
+        return cls((float(low),), (float(high),))
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        low = np.asarray(self.low, dtype=np.float32)
+        span = np.asarray(self.high, dtype=np.float32) - low
+        out = (values.astype(np.float32, copy=False) - low) / span
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        return np.clip(out, 0.0, 1.0, out=out)
+
+
+def select_channels(
+    plane: np.ndarray, channel_axis: int | None, channels: Sequence[int] | None
+) -> np.ndarray:
+    """(H, W) or (H, W, C) with C ≤ 3: the channels that feed the model's R, G and B inputs.
+
+    Gray stays single-channel (it is repeated later), RGBA drops alpha, and a multichannel
+    plane uses ``channels`` (default: the first three).
+    """
+    if channel_axis is None:
+        if plane.ndim != 2:
+            raise SAM2Error(
+                f"Expected a 2D plane but got shape {plane.shape}; pass channel_axis= for "
+                "multichannel data."
+            )
+        return plane
+    plane = np.moveaxis(plane, channel_axis, -1)
+    if plane.ndim != 3:
+        raise SAM2Error(f"Expected a 2D plane with channels but got shape {plane.shape}.")
+    n = plane.shape[-1]
+    picks = list(channels) if channels is not None else list(range(min(n, 3)))
+    if not 1 <= len(picks) <= 3 or any(not 0 <= c < n for c in picks):
+        raise SAM2Error(f"Pick 1 to 3 channels among 0..{n - 1}, got {channels!r}.")
+    return plane[..., picks]
+
+
+def shrink_factor(shape: tuple[int, ...]) -> int:
+    """The integer factor a plane of ``shape`` is block-averaged by before the model (1: none)."""
+    return max(1, math.ceil(max(shape[:2]) / MAX_MODEL_SIDE))
+
+
+def to_model_frame(plane: np.ndarray, normalization: Normalization) -> np.ndarray:
+    """Normalised (h, w, 3) float32 frame, shrunk by ``shrink_factor`` if the plane is huge."""
+    if min(plane.shape[:2]) < 1:
+        raise SAM2Error(f"The image plane {plane.shape[:2]} is empty.")
+    factor = shrink_factor(plane.shape)
+    if factor > 1:
+        h, w = (plane.shape[0] // factor) * factor, (plane.shape[1] // factor) * factor
+        shape = (h // factor, factor, w // factor, factor) + plane.shape[2:]
+        # Block mean accumulated in float32 without a float copy of the whole plane.
+        plane = np.asarray(plane[:h, :w]).reshape(shape).mean(axis=(1, 3), dtype=np.float32)
+    frame = normalization.apply(np.asarray(plane))
+    if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=-1)  # gray → R = G = B
+    elif frame.shape[-1] == 1:
+        frame = np.repeat(frame, 3, axis=-1)
+    elif frame.shape[-1] == 2:
+        frame = np.concatenate([frame, np.zeros_like(frame[..., :1])], axis=-1)  # R, G, blank B
+    return np.ascontiguousarray(frame, dtype=np.float32)
+
+
+class FrameSource:
+    """Lazy, normalised frames of a (T, H, W[, C]) stack: ``source[i]`` reads frame ``i`` only.
+
+    ``data`` may be numpy, dask or zarr; ``frame_axis`` and ``channel_axis`` index ``data``.
+    """
+
+    def __init__(
+        self,
+        data,
+        frame_axis: int = 0,
+        channel_axis: int | None = None,
+        channels: Sequence[int] | None = None,
+        normalization: Normalization | None = None,
+    ):
+        spatial = data.ndim - 1 - (channel_axis is not None)
+        if spatial != 2:
+            raise SAM2Error(
+                f"A stack needs one frame axis and two spatial axes, got shape {data.shape}."
+            )
+        self.data = data
+        self.frame_axis = frame_axis % data.ndim
+        self.channel_axis = None if channel_axis is None else channel_axis % data.ndim
+        self.channels = channels
+        self.normalization = normalization or Normalization.for_data(data, self.frame_axis)
+
+    def __len__(self) -> int:
+        return self.data.shape[self.frame_axis]
+
+    def raw_plane(self, index: int) -> np.ndarray:
+        plane = np.asarray(np.take(self.data, index, axis=self.frame_axis))
+        channel_axis = self.channel_axis
+        if channel_axis is not None and channel_axis > self.frame_axis:
+            channel_axis -= 1
+        return select_channels(plane, channel_axis, self.channels)
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        shape = [
+            n
+            for ax, n in enumerate(self.data.shape)
+            if ax not in (self.frame_axis, self.channel_axis)
+        ]
+        return shape[0], shape[1]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return to_model_frame(self.raw_plane(index % len(self)), self.normalization)

@@ -1,0 +1,221 @@
+"""Model registry: names → config, checkpoint URL and hash; download, device choice, building.
+
+Official checkpoints are fetched with pooch into a cache folder (``NAPARI_SAM2_CACHE``
+overrides it). The micro model ships inside the package. Every model is built the same way:
+its YAML config through OmegaConf and Hydra's ``instantiate``, then a strict state-dict load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+
+from .errors import SAM2Error
+
+_OFFICIAL_URL = "https://dl.fbaipublicfiles.com/segment_anything_2"
+MICRO_MODEL = "sam2.1_hiera_micro"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model's config and weights live.
+
+    ``config`` is a path inside the package ``config_package``. ``url`` None means the
+    checkpoint ships inside this package (``engine/weights``). ``sha256`` is checked after every
+    download; ``None`` means the hash is not recorded yet and pooch only logs the one it found.
+    """
+
+    name: str
+    config: str
+    url: str | None
+    sha256: str | None
+    size_mb: float
+    config_package: str = "sam2"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.pt"
+
+
+def _official(name: str, release: str, config: str, size_mb: float) -> ModelSpec:
+    return ModelSpec(name, config, f"{_OFFICIAL_URL}/{release}/{name}.pt", None, size_mb)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        _official("sam2.1_hiera_tiny", "092824", "configs/sam2.1/sam2.1_hiera_t.yaml", 149),
+        _official("sam2.1_hiera_small", "092824", "configs/sam2.1/sam2.1_hiera_s.yaml", 176),
+        _official("sam2.1_hiera_base_plus", "092824", "configs/sam2.1/sam2.1_hiera_b+.yaml", 309),
+        _official("sam2.1_hiera_large", "092824", "configs/sam2.1/sam2.1_hiera_l.yaml", 857),
+        _official("sam2_hiera_tiny", "072824", "configs/sam2/sam2_hiera_t.yaml", 149),
+        _official("sam2_hiera_small", "072824", "configs/sam2/sam2_hiera_s.yaml", 176),
+        _official("sam2_hiera_base_plus", "072824", "configs/sam2/sam2_hiera_b+.yaml", 309),
+        _official("sam2_hiera_large", "072824", "configs/sam2/sam2_hiera_l.yaml", 857),
+        ModelSpec(
+            MICRO_MODEL, "configs/sam2.1_hiera_micro.yaml", None, None, 6, "napari_sam2.engine"
+        ),
+    )
+}
+
+# Overrides that sam2's own builders apply for inference (build_sam.py, apply_postprocessing).
+_IMAGE_OVERRIDES = [
+    "model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+    "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+    "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+]
+_VIDEO_OVERRIDES = [
+    "model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
+    "model.binarize_mask_from_pts_for_mem_enc=true",
+    "model.fill_hole_area=8",
+]
+
+
+def available_models() -> list[str]:
+    """Names accepted by ``Segmenter(model=...)``, official ones first."""
+    return list(MODELS)
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise SAM2Error(
+            f"Unknown model {name!r}. Choose one of: {', '.join(MODELS)}; "
+            "or pass checkpoint= with the path of a local file."
+        ) from None
+
+
+def cache_dir() -> Path:
+    """Folder for downloaded checkpoints (``NAPARI_SAM2_CACHE`` or the OS cache)."""
+    import pooch
+
+    return Path(os.environ.get("NAPARI_SAM2_CACHE") or pooch.os_cache("napari-sam2"))
+
+
+def config_path(spec: ModelSpec) -> Path:
+    return Path(str(files(spec.config_package).joinpath(spec.config)))
+
+
+def checkpoint_path(name: str, progressbar: bool = True) -> Path:
+    """Local path of a model's checkpoint, downloading (and hash-checking) it if needed."""
+    spec = model_spec(name)
+    if spec.url is None:
+        path = Path(str(files("napari_sam2.engine").joinpath("weights", spec.filename)))
+        if not path.is_file():
+            raise SAM2Error(f"The bundled checkpoint {path} is missing: reinstall napari-sam2.")
+        return path
+    import pooch
+    import requests
+
+    target = cache_dir()
+    try:
+        return Path(
+            pooch.retrieve(
+                spec.url,
+                known_hash=f"sha256:{spec.sha256}" if spec.sha256 else None,
+                fname=spec.filename,
+                path=target,
+                progressbar=progressbar,
+            )
+        )
+    except ValueError as err:  # pooch's hash mismatch
+        raise SAM2Error(
+            f"The download of {spec.name} from {spec.url} is corrupt ({err}). "
+            "Try again; if it persists, download the file yourself and pass checkpoint=."
+        ) from err
+    except (requests.RequestException, OSError) as err:
+        raise SAM2Error(
+            f"Could not download {spec.name} from {spec.url}: {err}. Check the network, or "
+            f"place {spec.filename} in {target} or pass checkpoint= with a local file."
+        ) from err
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, or the best available one: CUDA, then MPS, then CPU."""
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise SAM2Error(f"Unknown device {device!r}: use 'cuda', 'mps' or 'cpu'.") from err
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if not available.get(device.type, False):
+        raise SAM2Error(f"Device {device.type!r} is not available here; use 'cpu'.")
+    return device
+
+
+def inference_context(device: torch.device) -> contextlib.AbstractContextManager:
+    """Inference mode, with bfloat16 autocast on CUDA only (float32 everywhere else)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode())
+    if device.type == "cuda":
+        stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
+    return stack
+
+
+def compute_dtype(device: torch.device) -> str:
+    return "bfloat16 (autocast)" if device.type == "cuda" else "float32"
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``model`` state dict of a SAM2 checkpoint file, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SAM2Error(f"Checkpoint {path} does not exist.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        raise SAM2Error(
+            f"Checkpoint {path} is corrupt or not a PyTorch file ({type(err).__name__}). "
+            "Delete it and download it again."
+        ) from err
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+        raise SAM2Error(f"Checkpoint {path} has no 'model' state dict: is it a SAM2 checkpoint?")
+    return checkpoint["model"]
+
+
+def build_model(
+    name: str,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+) -> torch.nn.Module:
+    """Build ``name``'s architecture on ``device`` with its weights, ready for inference.
+
+    ``checkpoint`` replaces the registry's weights with a local file of the same architecture.
+    The model is always the ``SAM2VideoPredictor`` class: it is a ``SAM2Base`` the image
+    predictor accepts too, so one set of weights in memory serves clicks and propagation.
+    """
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    spec = model_spec(name)
+    device = select_device(device)
+    path = Path(checkpoint) if checkpoint is not None else checkpoint_path(name)
+    state = load_state_dict(path)
+    overrides = _IMAGE_OVERRIDES + _VIDEO_OVERRIDES
+    cfg = OmegaConf.merge(OmegaConf.load(config_path(spec)), OmegaConf.from_dotlist(overrides))
+    OmegaConf.resolve(cfg)
+    model = instantiate(cfg.model, _recursive_=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise SAM2Error(
+            f"Checkpoint {path} does not fit model {name}: "
+            f"{len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}). "
+            "Pick the model the checkpoint was trained as."
+        )
+    return model.to(device).eval()

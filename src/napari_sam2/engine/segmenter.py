@@ -1,0 +1,106 @@
+"""``Segmenter``: the scripting API, and the object the napari widget is a view over."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import SAM2Error
+from .frames import Normalization, select_channels, shrink_factor, to_model_frame
+from .image import ImageSession, plane_fingerprint
+from .models import build_model, compute_dtype, select_device
+from .prompts import PromptSet
+
+
+class Segmenter:
+    """A SAM2 model on a device, and the image it currently segments.
+
+    >>> seg = Segmenter(model="sam2.1_hiera_tiny")          # doctest: +SKIP
+    >>> seg.set_image(image)                                # doctest: +SKIP
+    >>> mask = seg.predict(points=[(120, 80)])              # doctest: +SKIP
+
+    Coordinates are napari's: points are (row, col), a box is (min_row, min_col, max_row,
+    max_col). ``device=None`` picks CUDA, then MPS, then CPU; ``checkpoint`` loads a local file
+    with the architecture of ``model``.
+    """
+
+    def __init__(
+        self,
+        model: str = "sam2.1_hiera_tiny",
+        device: str | torch.device | None = None,
+        checkpoint: str | Path | None = None,
+    ):
+        self.model_name = model
+        self.device = select_device(device)
+        self.model = build_model(model, checkpoint, self.device)
+        self.session = ImageSession(self.model)
+        self._shape: tuple[int, int] | None = None
+        self._factor = 1
+
+    @property
+    def info(self) -> dict:
+        """What is loaded: model name, parameter count, device and compute dtype."""
+        return {
+            "model": self.model_name,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "device": str(self.device),
+            "dtype": compute_dtype(self.device),
+        }
+
+    def set_image(
+        self,
+        image,
+        channel_axis: int | None = None,
+        contrast_limits: Sequence[float] | None = None,
+        channels: Sequence[int] | None = None,
+    ) -> None:
+        """Embed a 2D gray, RGB(A) or multichannel image (any dtype) for later ``predict`` calls.
+
+        An (H, W, 3) or (H, W, 4) array is read as RGB(A) unless ``channel_axis`` says otherwise.
+        ``contrast_limits`` (low, high) map intensities to the model's range; by default 8-bit
+        colour uses 0-255 and anything else its 0.5-99.8 percentiles. ``channels`` picks up to
+        three channels of a multichannel image as the model's R, G, B inputs.
+        """
+        image = np.asarray(image)
+        if channel_axis is None and image.ndim == 3 and image.shape[-1] in (3, 4):
+            channel_axis = -1
+        plane = select_channels(image, channel_axis, channels)
+        normalization = (
+            Normalization.for_data(plane)
+            if contrast_limits is None
+            else Normalization.from_limits(contrast_limits)
+        )
+        self.set_plane(plane, normalization)
+
+    def set_plane(self, plane: np.ndarray, normalization: Normalization) -> None:
+        """Embed an already channel-selected (H, W[, ≤3]) plane with a given normalisation.
+
+        The napari adapters call this with the displayed plane and the layer's contrast limits,
+        so one normalisation serves every plane of a stack.
+        """
+        plane = np.asarray(plane)
+        key = (plane_fingerprint(plane), normalization)
+        cached = self.session.is_cached(key)
+        self.session.set_frame(None if cached else to_model_frame(plane, normalization), key)
+        self._shape = plane.shape[:2]
+        self._factor = shrink_factor(plane.shape)
+
+    def predict(self, points=None, point_labels=None, box=None, mask=None) -> np.ndarray:
+        """Boolean (H, W) mask of one object from clicks, a box and/or a mask prompt."""
+        if self._shape is None:
+            raise SAM2Error("No image is set: call set_image first.")
+        prompts = PromptSet.from_arguments(points, point_labels, box, mask).validate(self._shape)
+        result, _ = self.session.predict(prompts.scaled(self._factor))
+        if self._factor > 1:
+            result = _upscale(result, self._factor, self._shape)
+        return result
+
+
+def _upscale(mask: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour enlargement of a mask predicted on a shrunk plane to ``shape``."""
+    rows = np.minimum(np.arange(shape[0]) // factor, mask.shape[0] - 1)
+    cols = np.minimum(np.arange(shape[1]) // factor, mask.shape[1] - 1)
+    return mask[np.ix_(rows, cols)]

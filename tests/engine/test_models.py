@@ -1,0 +1,149 @@
+"""Model registry, downloads against a local HTTP server, device choice, checkpoint errors."""
+
+import hashlib
+import http.server
+import threading
+
+import pytest
+import torch
+
+from napari_sam2 import SAM2Error, Segmenter, available_models
+from napari_sam2.engine import models
+
+
+def test_official_models_are_listed_with_configs_that_exist():
+    names = available_models()
+    for size in ("tiny", "small", "base_plus", "large"):
+        assert f"sam2.1_hiera_{size}" in names
+        assert f"sam2_hiera_{size}" in names
+    assert any("micro" in n for n in names)
+    for name in names:
+        assert models.config_path(models.model_spec(name)).is_file(), name
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(SAM2Error, match="sam2.1_hiera_tiny"):
+        Segmenter("sam3_huge")
+
+
+class _Server:
+    """A loopback HTTP server: /good.pt, /bad.pt (wrong bytes), /cut.pt (connection dropped)."""
+
+    def __init__(self, payload: bytes):
+        payload_ = payload
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path == "/good.pt":
+                    body = payload_
+                elif self.path == "/bad.pt":
+                    body = payload_[: len(payload_) // 2] + b"x" * (len(payload_) // 2)
+                elif self.path == "/cut.pt":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(payload_)))
+                    self.end_headers()
+                    self.wfile.write(payload_[:1000])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def server(random_checkpoint):
+    payload = open(random_checkpoint, "rb").read()
+    srv = _Server(payload)
+    yield srv, hashlib.sha256(payload).hexdigest()
+    srv.httpd.shutdown()
+
+
+@pytest.fixture
+def served_model(server, monkeypatch, tmp_path):
+    """Registers a micro-architecture model that the local server serves at ``path``."""
+    srv, sha = server
+    monkeypatch.setenv("NAPARI_SAM2_CACHE", str(tmp_path / "cache"))
+    micro = models.MODELS[models.MICRO_MODEL]
+
+    def register(path: str) -> str:
+        spec = models.ModelSpec(
+            "served", micro.config, f"{srv.url}{path}", sha, 6, micro.config_package
+        )
+        monkeypatch.setitem(models.MODELS, "served", spec)
+        return "served"
+
+    return register
+
+
+def test_download_verifies_hash_and_caches(served_model, tmp_path):
+    name = served_model("/good.pt")
+    path = models.checkpoint_path(name, progressbar=False)
+    assert path.parent == tmp_path / "cache" and path.is_file()
+    seg = Segmenter(name, device="cpu")
+    assert seg.info["parameters"] > 1_000_000
+    # A second call uses the cache: the server is not asked again.
+    assert models.checkpoint_path(name, progressbar=False) == path
+
+
+def test_wrong_checksum_is_refused_and_not_kept(served_model, tmp_path):
+    name = served_model("/bad.pt")
+    with pytest.raises(SAM2Error, match="corrupt"):
+        models.checkpoint_path(name, progressbar=False)
+    assert not list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_missing_file_on_server_gives_advice(served_model):
+    name = served_model("/nothing.pt")
+    with pytest.raises(SAM2Error, match="checkpoint="):
+        models.checkpoint_path(name, progressbar=False)
+
+
+def test_interrupted_download_leaves_no_partial_file(served_model, tmp_path):
+    name = served_model("/cut.pt")
+    with pytest.raises(SAM2Error, match="Could not download"):
+        models.checkpoint_path(name, progressbar=False)
+    assert not list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_truncated_checkpoint_names_the_file(random_checkpoint, tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(open(random_checkpoint, "rb").read()[:5000])
+    with pytest.raises(SAM2Error, match="broken.pt"):
+        Segmenter(models.MICRO_MODEL, device="cpu", checkpoint=broken)
+
+
+def test_missing_checkpoint_file(tmp_path):
+    with pytest.raises(SAM2Error, match="does not exist"):
+        Segmenter(models.MICRO_MODEL, device="cpu", checkpoint=tmp_path / "nope.pt")
+
+
+def test_checkpoint_of_another_architecture_lists_keys(random_checkpoint, tmp_path):
+    state = torch.load(random_checkpoint, weights_only=True)["model"]
+    state.pop(next(iter(state)))
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "other.pt"
+    torch.save({"model": state}, path)
+    with pytest.raises(SAM2Error, match=r"1 missing keys .*1 unexpected keys"):
+        Segmenter(models.MICRO_MODEL, device="cpu", checkpoint=path)
+
+
+def test_device_choice():
+    assert models.select_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert models.select_device(None).type in ("cpu", "mps")
+        with pytest.raises(SAM2Error, match="not available"):
+            models.select_device("cuda")
+    with pytest.raises(SAM2Error):
+        models.select_device("tpu7")

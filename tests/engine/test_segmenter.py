@@ -1,0 +1,89 @@
+"""Segmenter wiring with random weights: shapes, cache hits, prompt checks (no quality claims)."""
+
+import numpy as np
+import pytest
+
+from napari_sam2 import SAM2Error
+
+
+def test_info_reports_model_device_dtype(random_segmenter):
+    info = random_segmenter.info
+    assert info["model"] == "sam2.1_hiera_micro"
+    assert info["device"] == "cpu" and info["dtype"] == "float32"
+    assert 1_000_000 < info["parameters"] < 2_000_000
+
+
+def test_mask_has_image_shape_and_embedding_is_cached(random_segmenter, gray_image):
+    seg = random_segmenter
+    seg.set_image(gray_image)
+    before = seg.session.embeddings_computed
+    mask = seg.predict(points=[(40, 60)])
+    assert mask.shape == gray_image.shape and mask.dtype == bool
+    seg.set_image(gray_image.copy())  # same pixels: no new embedding
+    seg.predict(points=[(40, 60)], point_labels=[1])
+    assert seg.session.embeddings_computed == before
+    seg.set_image(gray_image, contrast_limits=(0, 10_000))  # another normalisation: re-embed
+    assert seg.session.embeddings_computed == before + 1
+
+
+def test_all_prompt_kinds_are_accepted(random_segmenter, gray_image):
+    seg = random_segmenter
+    seg.set_image(gray_image)
+    box_mask = seg.predict(box=(10, 20, 60, 90))
+    both = seg.predict(points=[(30, 50), (5, 5)], point_labels=[1, 0], box=(10, 20, 60, 90))
+    from_mask = seg.predict(mask=box_mask)
+    for mask in (box_mask, both, from_mask):
+        assert mask.shape == gray_image.shape
+
+
+@pytest.mark.parametrize(
+    "prompt, message",
+    [
+        ({"points": [(200, 5)]}, "outside"),
+        ({"points": [(-3, 5)]}, "outside"),
+        ({}, "No prompt"),
+        ({"points": []}, "No prompt"),
+        ({"box": (50, 50, 50, 80)}, "smaller than a pixel"),
+        ({"box": (60, 50, 10, 80)}, "inverted"),
+        ({"box": (500, 500, 600, 600)}, "outside the image"),
+        ({"points": [(1, 1)], "point_labels": [2]}, "1 \\(positive\\) or 0"),
+        ({"mask": np.ones((5, 5), bool)}, "does not match"),
+    ],
+)
+def test_bad_prompts_get_clear_errors(random_segmenter, gray_image, prompt, message):
+    random_segmenter.set_image(gray_image)
+    with pytest.raises(SAM2Error, match=message):
+        random_segmenter.predict(**prompt)
+
+
+def test_one_pixel_and_huge_images(random_segmenter):
+    seg = random_segmenter
+    seg.set_image(np.full((1, 1), 7, np.uint16))
+    assert seg.predict(points=[(0, 0)]).shape == (1, 1)
+    huge = np.zeros((20000, 20000), np.uint8)
+    huge[9000:11000, 9000:11000] = 200
+    seg.set_image(huge)
+    assert seg.predict(points=[(10000, 10000)]).shape == (20000, 20000)
+
+
+def test_rgb_rgba_and_multichannel_images(random_segmenter):
+    seg = random_segmenter
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    seg.set_image(rgb)
+    assert seg.predict(points=[(10, 10)]).shape == (40, 50)
+    rgba = np.concatenate([rgb, np.full((40, 50, 1), 255, np.uint8)], axis=-1)
+    seg.set_image(rgba)
+    assert seg.predict(points=[(10, 10)]).shape == (40, 50)
+    multi = np.random.default_rng(0).random((5, 40, 50)).astype(np.float32)
+    seg.set_image(multi, channel_axis=0, channels=[0, 2, 4])
+    assert seg.predict(points=[(10, 10)]).shape == (40, 50)
+    with pytest.raises(SAM2Error, match="channel_axis"):
+        seg.set_image(multi)
+
+
+def test_predict_before_set_image(random_checkpoint):
+    from napari_sam2 import Segmenter
+
+    seg = Segmenter("sam2.1_hiera_micro", device="cpu", checkpoint=random_checkpoint)
+    with pytest.raises(SAM2Error, match="set_image"):
+        seg.predict(points=[(1, 1)])
