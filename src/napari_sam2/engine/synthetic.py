@@ -376,7 +376,6 @@ def synthetic_clip(
     scene = _make_scene(rng, shape, dtype, radius)
     # Keep cells well apart at the start so that motion rarely makes them overlap.
     cells = _place_cells(rng, shape, n_cells, radius, irregularity, 1.6, touching=False)
-    n = len(cells)
     t = np.arange(n_frames, dtype=np.float64)
     # Per-cell trajectories.
     traj = []
