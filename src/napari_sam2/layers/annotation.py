@@ -147,9 +147,10 @@ class AnnotationSession:
         self.positive_changed.emit(self.positive)
 
     def toggle_polarity(self) -> None:
-        """Flip the selected points between positive and negative, else the next click's."""
+        """In select mode flip the selected points; otherwise flip the next clicks' polarity."""
         layer = self.points_layer
-        selected = sorted(layer.selected_data) if layer is not None else []
+        selecting = layer is not None and layer.mode == "select"
+        selected = sorted(layer.selected_data) if selecting else []
         if selected:
             features = layer.features.copy()
             features.loc[selected, names.POSITIVE] = ~features.loc[selected, names.POSITIVE]
