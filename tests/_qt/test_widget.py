@@ -187,3 +187,25 @@ def test_other_dtypes(viewer_widget, qtbot, dtype):
     settle(widget, qtbot)
     want = expected_mask(widget, image, layer, points=[(15, 15)])
     np.testing.assert_array_equal(session.labels_layer.data == 1, want)
+
+
+def test_existing_label_as_mask_prompt(viewer_widget, cells_image, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(cells_image)
+    labels_layer = viewer.add_labels(np.zeros(cells_image.shape, np.int32))
+    session = start(widget, layer, labels_layer)
+    painted = np.zeros(cells_image.shape, bool)
+    painted[22:38, 27:43] = True
+    labels_layer.data[painted] = 1
+    session.set_object(1)
+    widget.refine_button.native.click()
+    want = expected_mask(widget, cells_image, layer, mask=painted)
+    qtbot.waitUntil(lambda: np.array_equal(labels_layer.data == 1, want), timeout=30_000)
+
+
+def test_refining_an_object_without_pixels_says_so(viewer_widget, cells_image, notifications):
+    viewer, widget = viewer_widget
+    session = start(widget, viewer.add_image(cells_image))
+    widget.refine_button.native.click()
+    assert any("has no pixels" in m for m in notifications)
+    assert not session.labels_layer.data.any()

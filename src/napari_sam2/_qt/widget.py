@@ -66,6 +66,10 @@ class SAM2Widget(Container):
         self.object_button = PushButton(text=f"New object [{NEW_OBJECT_KEY}]")
         self.object_label = Label(label="Object id", value="1")
         self.polarity_button = PushButton(text=f"Positive click [{TOGGLE_POLARITY_KEY}]")
+        self.refine_button = PushButton(text="Refine object from its label")
+        self.refine_button.tooltip = (
+            "Use the current object's label on this plane as a mask prompt"
+        )
         self.overwrite = CheckBox(text="Masks may overwrite other objects", value=False)
         self.status = Label(value="")
         self.extend(
@@ -83,6 +87,7 @@ class SAM2Widget(Container):
                 self.object_label,
                 self.object_button,
                 self.polarity_button,
+                self.refine_button,
                 self.overwrite,
                 self.status,
             ]
@@ -92,6 +97,7 @@ class SAM2Widget(Container):
         self.start_button.changed.connect(self.start)
         self.object_button.changed.connect(lambda: self.session.new_object())
         self.polarity_button.changed.connect(lambda: self.session.toggle_polarity())
+        self.refine_button.changed.connect(lambda: self._run(self.session.label_request))
         self.overwrite.changed.connect(lambda v: setattr(self.session, "overwrite", v))
         self.image.changed.connect(lambda _: self.channel_axis.reset_choices())
         self.session.model_changed.connect(self._show_model)
@@ -179,8 +185,15 @@ class SAM2Widget(Container):
         if self._busy:
             self._pending = True
             return
+        self._run(self.session.request)
+
+    def _run(self, make_request) -> None:
+        """Build a request in the GUI thread, compute it in a worker, apply it back here."""
+        if self._busy:
+            show_warning("SAM2 is busy; try again in a moment.")
+            return
         try:
-            request = self.session.request()
+            request = make_request()
         except SAM2Error as err:
             _notify(err)
             return
