@@ -1,0 +1,1 @@
+"""All Qt code: the dock widget, its workers and keybindings."""

@@ -1,0 +1,236 @@
+"""The SAM2 dock widget: a view over an ``AnnotationSession`` plus the workers that feed it."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    PushButton,
+    create_widget,
+)
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_warning
+
+from ..engine.errors import SAM2Error
+from ..engine.models import MICRO_MODEL, available_models
+from ..layers.annotation import AnnotationSession
+from . import workers
+
+NEW_OBJECT_KEY = "n"
+TOGGLE_POLARITY_KEY = "t"
+AUTO_DEVICE = "auto"
+
+
+def _devices() -> list[str]:
+    devices = [AUTO_DEVICE]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return [*devices, "cpu"]
+
+
+class SAM2Widget(Container):
+    """Pick a model and an image; clicks and boxes on the prompt layers become labels."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.session = AnnotationSession(napari_viewer)
+        self._busy = False
+        self._pending = False
+        self._loader = None
+        self._alive = True  # worker results may arrive after napari deleted the widget
+        self.native.destroyed.connect(partial(setattr, self, "_alive", False))
+
+        self.model = ComboBox(label="Model", choices=available_models(), value=MICRO_MODEL)
+        self.device = ComboBox(label="Device", choices=_devices(), value=AUTO_DEVICE)
+        self.checkpoint = FileEdit(label="Checkpoint", mode="r", filter="*.pt", value="")
+        self.checkpoint.tooltip = "Optional local file with the selected model's architecture"
+        self.load_button = PushButton(text="Load model")
+        self.model_info = Label(label="Loaded", value="no model")
+        self.image = create_widget(annotation=Image, label="Image")
+        self.labels = create_widget(annotation=Labels | None, label="Labels")
+        self.labels.tooltip = "Leave empty to create a new Labels layer"
+        self.channel_axis = ComboBox(label="Channel axis", choices=self._channel_axes)
+        self.channels = LineEdit(label="Channels", value="")
+        self.channels.tooltip = "Up to three channel indices for R, G, B, e.g. 0,2 (empty: first)"
+        self.start_button = PushButton(text="Start annotating")
+        self.object_button = PushButton(text=f"New object [{NEW_OBJECT_KEY}]")
+        self.object_label = Label(label="Object id", value="1")
+        self.polarity_button = PushButton(text=f"Positive click [{TOGGLE_POLARITY_KEY}]")
+        self.refine_button = PushButton(text="Refine object from its label")
+        self.refine_button.tooltip = (
+            "Use the current object's label on this plane as a mask prompt"
+        )
+        self.overwrite = CheckBox(text="Masks may overwrite other objects", value=False)
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.model,
+                self.device,
+                self.checkpoint,
+                self.load_button,
+                self.model_info,
+                self.image,
+                self.labels,
+                self.channel_axis,
+                self.channels,
+                self.start_button,
+                self.object_label,
+                self.object_button,
+                self.polarity_button,
+                self.refine_button,
+                self.overwrite,
+                self.status,
+            ]
+        )
+
+        self.load_button.changed.connect(self.load_model)
+        self.start_button.changed.connect(self.start)
+        self.object_button.changed.connect(lambda: self.session.new_object())
+        self.polarity_button.changed.connect(lambda: self.session.toggle_polarity())
+        self.refine_button.changed.connect(lambda: self._run(self.session.label_request))
+        self.overwrite.changed.connect(lambda v: setattr(self.session, "overwrite", v))
+        self.image.changed.connect(lambda _: self.channel_axis.reset_choices())
+        self.session.model_changed.connect(self._show_model)
+        self.session.object_changed.connect(lambda i: setattr(self.object_label, "value", str(i)))
+        self.session.positive_changed.connect(self._show_polarity)
+
+    # -- model --------------------------------------------------------------------------------
+    def load_model(self) -> None:
+        """Load the chosen model in the background; the widget stays usable meanwhile."""
+        device = None if self.device.value == AUTO_DEVICE else self.device.value
+        path = str(self.checkpoint.value)
+        checkpoint = path if path not in ("", ".") else None
+        self.load_button.enabled = False
+        self.model_info.value = f"loading {self.model.value}…"
+        self._loader = workers.load_model(self.model.value, device, checkpoint)
+        self._loader.returned.connect(self._model_loaded)
+        self._loader.errored.connect(self._model_failed)
+        self._loader.start()
+
+    def _model_loaded(self, segmenter) -> None:
+        if self._alive:
+            self.load_button.enabled = True
+            self.session.set_segmenter(segmenter)
+
+    def _model_failed(self, err: Exception) -> None:
+        _notify(err)
+        if self._alive:
+            self.load_button.enabled = True
+            self.model_info.value = "no model"
+
+    def _show_model(self, info: dict) -> None:
+        self.model_info.value = (
+            f"{info['model']}: {info['parameters'] / 1e6:.2f} M parameters, "
+            f"{info['device']}, {info['dtype']}"
+        )
+        self._schedule()
+
+    # -- layers -------------------------------------------------------------------------------
+    def _channel_axes(self, _widget=None) -> list[str]:
+        """Axes of the chosen image that can hold channels: any but the displayed two."""
+        layer = self.image.value
+        if layer is None or layer.rgb or layer.ndim < 3:
+            return ["none"]
+        return ["none", *(str(ax) for ax in range(layer.ndim - 2))]
+
+    def start(self) -> None:
+        """Attach the session to the chosen image and wire the prompt layers to it."""
+        if self.image.value is None:
+            show_warning("Open an image first.")
+            return
+        try:
+            axis = None if self.channel_axis.value == "none" else int(self.channel_axis.value)
+            text = self.channels.value.strip()
+            self.session.channel_axis = axis
+            self.session.channels = tuple(int(c) for c in text.split(",")) if text else None
+            self.session.attach(self.image.value, self.labels.value)
+        except (SAM2Error, ValueError) as err:
+            _notify(err)
+            return
+        for layer in (self.session.points_layer, self.session.shapes_layer):
+            layer.events.data.disconnect(self._on_prompts_changed)
+            layer.events.data.connect(self._on_prompts_changed)
+            layer.bind_key(NEW_OBJECT_KEY, lambda _: self.session.new_object(), overwrite=True)
+            layer.bind_key(
+                TOGGLE_POLARITY_KEY, lambda _: self.session.toggle_polarity(), overwrite=True
+            )
+        self.viewer.layers.selection.active = self.session.points_layer
+        if self.session.segmenter is None:
+            self.load_model()
+
+    def _show_polarity(self, positive: bool) -> None:
+        kind = "Positive" if positive else "Negative"
+        self.polarity_button.text = f"{kind} click [{TOGGLE_POLARITY_KEY}]"
+
+    # -- segmentation -------------------------------------------------------------------------
+    def _on_prompts_changed(self, event=None) -> None:
+        if event is not None and event.source is self.session.points_layer:
+            self.session.refresh_point_colors()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Segment what changed; while a run is busy, remember to run once more after it."""
+        if self.session.image_layer is None or self.session.segmenter is None:
+            return
+        if self._busy:
+            self._pending = True
+            return
+        self._run(self.session.request)
+
+    def _run(self, make_request) -> None:
+        """Build a request in the GUI thread, compute it in a worker, apply it back here."""
+        if self._busy:
+            show_warning("SAM2 is busy; try again in a moment.")
+            return
+        try:
+            request = make_request()
+        except SAM2Error as err:
+            _notify(err)
+            return
+        if request is None:
+            return
+        self._busy = True
+        self.status.value = "segmenting…"
+        worker = workers.segment(self.session.segmenter, request)
+        worker.returned.connect(lambda results: self._apply(request, results))
+        worker.errored.connect(_notify)
+        worker.finished.connect(self._finished)
+        worker.start()
+
+    def _apply(self, request, results: dict) -> None:
+        if not self._alive:
+            return
+        try:
+            problems = self.session.apply(request, results)
+        except SAM2Error as err:
+            _notify(err)
+            return
+        for problem in problems:
+            show_warning(problem)
+
+    def _finished(self) -> None:
+        if not self._alive:
+            return
+        self._busy = False
+        self.status.value = ""
+        if self._pending:
+            self._pending = False
+            self._schedule()
+
+
+def _notify(err: Exception) -> None:
+    """User mistakes become a warning notification; anything else an error one, never raised."""
+    if isinstance(err, SAM2Error | ValueError):
+        show_warning(str(err))
+    else:
+        show_error(f"SAM2 failed: {type(err).__name__}: {err}")

@@ -1,0 +1,1 @@
+"""napari layers ↔ engine values: prompts from Points/Shapes, masks into Labels. No Qt here."""

@@ -1,0 +1,278 @@
+"""``AnnotationSession``: the state the dock widget shows, and the steps of one segmentation.
+
+The widget follows this object's signals and runs ``compute`` in a worker thread; everything
+that touches layers (``request`` and ``apply``) runs in the GUI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from psygnal import Signal
+
+from ..engine.errors import SAM2Error
+from ..engine.frames import Normalization, select_channels
+from ..engine.prompts import PromptSet
+from ..engine.segmenter import Segmenter
+from . import names
+from .labels import check_labels_fit, write_object
+from .plane import Plane, displayed_plane, image_shape
+from .prompts import object_prompts, point_colors, prompt_fingerprint
+
+
+@dataclass
+class SegmentationRequest:
+    """What to segment: a plane of an image, and the objects whose prompts changed there.
+
+    ``prompts`` maps object id → its prompts, or None when the object lost all its prompts
+    on this plane (its mask is then removed).
+    """
+
+    image_layer: object
+    labels_layer: object
+    data: object
+    plane: Plane
+    channels: tuple[int, ...] | None
+    normalization: Normalization
+    prompts: dict[int, PromptSet | None]
+
+
+class AnnotationSession:
+    """Layers, model and current object of one annotation, shared by widget and console."""
+
+    model_changed = Signal(dict)
+    object_changed = Signal(int)
+    positive_changed = Signal(bool)
+
+    def __init__(self, viewer):
+        self.viewer = viewer
+        self.segmenter: Segmenter | None = None
+        self.image_layer = None
+        self.points_layer = None
+        self.shapes_layer = None
+        self.labels_layer = None
+        self.channel_axis: int | None = None
+        self.channels: tuple[int, ...] | None = None
+        self.overwrite = False
+        self.object_id = 1
+        self.positive = True
+        self._applied: dict[tuple, tuple] = {}
+        self._written: dict[tuple, np.ndarray] = {}
+
+    # -- model -----------------------------------------------------------------------------
+    def set_segmenter(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+        self._applied.clear()  # a new model re-segments every prompted object on next change
+        self.model_changed.emit(segmenter.info)
+
+    # -- layers ----------------------------------------------------------------------------
+    def attach(self, image_layer, labels_layer=None) -> None:
+        """Use ``image_layer``; create the prompt layers and a Labels layer where missing."""
+        shape = tuple(
+            n for ax, n in enumerate(image_shape(image_layer)) if ax != self.channel_axis
+        )
+        if labels_layer is not None:
+            check_labels_fit(labels_layer, shape)
+        self.image_layer = image_layer
+        spatial = dict(scale=image_layer.scale, translate=image_layer.translate)
+        layers = self.viewer.layers
+        self.labels_layer = labels_layer or self._existing(names.LABELS, shape)
+        if self.labels_layer is None:
+            self.labels_layer = self.viewer.add_labels(
+                np.zeros(shape, np.int32), name=names.LABELS, **_drop(spatial, self.channel_axis)
+            )
+        if names.POINTS not in layers:
+            self.viewer.add_points(
+                np.empty((0, image_layer.ndim)),
+                name=names.POINTS,
+                features={names.OBJECT_ID: np.empty(0, int), names.POSITIVE: np.empty(0, bool)},
+                size=max(3, min(image_shape(image_layer)[-2:]) // 40),
+                **spatial,
+            )
+        if names.BOXES not in layers:
+            self.viewer.add_shapes(
+                name=names.BOXES,
+                ndim=image_layer.ndim,
+                features={names.OBJECT_ID: np.empty(0, int)},
+                edge_color="yellow",
+                face_color="transparent",
+                **spatial,
+            )
+        self.points_layer = layers[names.POINTS]
+        self.shapes_layer = layers[names.BOXES]
+        self.points_layer.mode = "add"
+        existing = (
+            int(np.max(self.labels_layer.data))
+            if isinstance(self.labels_layer.data, np.ndarray)
+            else 0
+        )
+        self.set_object(max(existing + 1, self.object_id))
+        self.set_positive(True)
+        self._applied.clear()
+        self._written.clear()
+
+    def _existing(self, name: str, shape: tuple[int, ...]):
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            if tuple(layer.data.shape) == shape:
+                return layer
+            layer.name = f"{name} (other image)"  # keep the user's data, free the name
+        return None
+
+    # -- current object and click polarity ---------------------------------------------------
+    def set_object(self, object_id: int) -> None:
+        self.object_id = int(object_id)
+        for layer in (self.points_layer, self.shapes_layer):
+            if layer is not None:
+                layer.feature_defaults[names.OBJECT_ID] = self.object_id
+        if self.labels_layer is not None:
+            self.labels_layer.selected_label = self.object_id
+        self.object_changed.emit(self.object_id)
+
+    def new_object(self) -> int:
+        """Start the next object id, above every id in use."""
+        used = [self.object_id, *(obj for _, obj in self._written)]
+        for layer in (self.points_layer, self.shapes_layer):
+            if layer is not None and names.OBJECT_ID in layer.features and len(layer.data):
+                used.append(int(layer.features[names.OBJECT_ID].max()))
+        self.set_object(max(used) + 1)
+        return self.object_id
+
+    def set_positive(self, positive: bool) -> None:
+        self.positive = bool(positive)
+        if self.points_layer is not None:
+            self.points_layer.feature_defaults[names.POSITIVE] = self.positive
+            self.points_layer.current_face_color = "lime" if self.positive else "red"
+        self.positive_changed.emit(self.positive)
+
+    def toggle_polarity(self) -> None:
+        """In select mode flip the selected points; otherwise flip the next clicks' polarity."""
+        layer = self.points_layer
+        selecting = layer is not None and layer.mode == "select"
+        selected = sorted(layer.selected_data) if selecting else []
+        if selected:
+            features = layer.features.copy()
+            features.loc[selected, names.POSITIVE] = ~features.loc[selected, names.POSITIVE]
+            layer.features = features
+            self.refresh_point_colors()
+            layer.events.data(value=layer.data, action="changed", data_indices=tuple(selected))
+        else:
+            self.set_positive(not self.positive)
+
+    def refresh_point_colors(self) -> None:
+        if self.points_layer is not None and len(self.points_layer.data):
+            self.points_layer.face_color = point_colors(self.points_layer)
+
+    # -- one segmentation: request (GUI thread) → compute (worker) → apply (GUI thread) ------
+    def request(self) -> SegmentationRequest | None:
+        """The objects whose prompts on the displayed plane changed since they were applied."""
+        if self.image_layer is None:
+            raise SAM2Error("Choose an image layer first.")
+        if self.segmenter is None:
+            raise SAM2Error("Load a model first.")
+        plane = displayed_plane(self.viewer, self.image_layer, self.channel_axis)
+        current = object_prompts(self.points_layer, self.shapes_layer, self.image_layer, plane)
+        changed: dict[int, PromptSet | None] = {
+            obj: prompts
+            for obj, prompts in current.items()
+            if self._applied.get((plane.key, obj)) != prompt_fingerprint(prompts)
+        }
+        for key, obj in list(self._applied):
+            if key == plane.key and obj not in current:
+                changed[obj] = None
+        if not changed:
+            return None
+        limits = self.image_layer.contrast_limits
+        return SegmentationRequest(
+            self.image_layer,
+            self.labels_layer,
+            self.image_layer.data,
+            plane,
+            self.channels,
+            Normalization.from_limits(limits),
+            changed,
+        )
+
+    def label_request(self) -> SegmentationRequest:
+        """Re-segment the current object from its label on the displayed plane (a mask prompt).
+
+        The object's clicks and box on the plane, if any, are used too; the refined mask then
+        replaces the label's pixels for this object on this plane.
+        """
+        if self.image_layer is None or self.segmenter is None:
+            raise SAM2Error("Load a model and start annotating first.")
+        plane = displayed_plane(self.viewer, self.image_layer, self.channel_axis)
+        label = np.asarray(self.labels_layer.data[plane.labels_index()]) == self.object_id
+        if not label.any():
+            raise SAM2Error(
+                f"Object {self.object_id} has no pixels on this plane: paint it or pick its id."
+            )
+        current = object_prompts(self.points_layer, self.shapes_layer, self.image_layer, plane)
+        base = current.get(self.object_id, PromptSet())
+        prompts = PromptSet(base.points, base.point_labels, base.box, label)
+        self._written[(plane.key, self.object_id)] = label
+        return SegmentationRequest(
+            self.image_layer,
+            self.labels_layer,
+            self.image_layer.data,
+            plane,
+            self.channels,
+            Normalization.from_limits(self.image_layer.contrast_limits),
+            {self.object_id: prompts},
+        )
+
+    @staticmethod
+    def compute(segmenter: Segmenter, request: SegmentationRequest) -> dict:
+        """Embed the plane (cached) and predict each changed object; safe off the GUI thread.
+
+        Returns {object id: mask, or None to remove it, or a SAM2Error for a bad prompt}.
+        """
+        raw = request.plane.read(request.data)
+        channel_axis = -1 if raw.ndim == 3 else None
+        plane = select_channels(raw, channel_axis, request.channels)
+        segmenter.set_plane(plane, request.normalization)
+        results: dict = {}
+        for obj, prompts in request.prompts.items():
+            if prompts is None:
+                results[obj] = None
+                continue
+            try:
+                results[obj] = segmenter.predict(
+                    prompts.points, prompts.point_labels, prompts.box, prompts.mask
+                )
+            except SAM2Error as err:
+                results[obj] = err
+        return results
+
+    def apply(self, request: SegmentationRequest, results: dict) -> list[str]:
+        """Write the masks into the Labels layer; returns messages for prompts that failed."""
+        layers = self.viewer.layers
+        if request.image_layer not in layers or request.labels_layer not in layers:
+            raise SAM2Error("A layer was removed while segmenting: nothing was written.")
+        if request.image_layer.data is not request.data:
+            raise SAM2Error("The image data changed while segmenting: nothing was written.")
+        index = request.plane.labels_index()
+        problems = []
+        for obj, mask in results.items():
+            key = (request.plane.key, obj)
+            if isinstance(mask, SAM2Error):
+                problems.append(f"Object {obj}: {mask}")
+                continue
+            previous = self._written.pop(key, None)
+            written = write_object(
+                request.labels_layer, index, obj, mask, previous, self.overwrite
+            )
+            if mask is None:
+                self._applied.pop(key, None)
+            else:
+                self._written[key] = written
+                self._applied[key] = prompt_fingerprint(request.prompts[obj])
+        return problems
+
+
+def _drop(spatial: dict, channel_axis: int | None) -> dict:
+    """Scale/translate of the image without its channel axis, for the Labels layer."""
+    if channel_axis is None:
+        return spatial
+    return {k: np.delete(np.asarray(v), channel_axis) for k, v in spatial.items()}

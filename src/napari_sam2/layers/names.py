@@ -1,0 +1,9 @@
+"""Names of the layers the plugin creates, in one place."""
+
+POINTS = "SAM2 points"
+BOXES = "SAM2 boxes"
+LABELS = "SAM2 labels"
+
+# Feature columns on the prompt layers.
+OBJECT_ID = "object_id"
+POSITIVE = "positive"
