@@ -49,9 +49,17 @@ def folder(tmp_path):
 
 
 @pytest.fixture
-def batch_args(random_checkpoint, folder):
+def batch_args(random_checkpoint, random_segmenter, folder):
+    """Arguments of a prompted batch; in-process runs reuse the session's model (and its
+    embedding cache), Dask workers load the same checkpoint themselves."""
     images, csv = folder
-    return dict(model=MICRO_MODEL, checkpoint=random_checkpoint, device="cpu", points=csv)
+    return dict(
+        model=MICRO_MODEL,
+        checkpoint=random_checkpoint,
+        device="cpu",
+        points=csv,
+        segmenter=random_segmenter,
+    )
 
 
 def _outputs(out):
@@ -85,9 +93,7 @@ def test_each_format_writes_five_label_files_and_coco_json(
     }
     for fmt in ("tif", "png", "npy", "zarr"):
         out = tmp_path / f"out-{fmt}"
-        results = run_batch(
-            images, out, fmt=fmt, workers=0, segmenter=random_segmenter, **batch_args
-        )
+        results = run_batch(images, out, fmt=fmt, workers=0, **batch_args)
         assert [r.status for r in results] == ["done"] * 5
         assert _outputs(out) == sorted(
             [f"img{i}.{fmt}" for i in range(5)] + [f"img{i}.json" for i in range(5)]

@@ -124,9 +124,8 @@ needs_micro = pytest.mark.skipif(
 
 @needs_micro
 def test_segment_everything_finds_each_separated_cell_once():
-    from napari_sam2.engine.synthetic import synthetic_cells
-
     from napari_sam2 import Segmenter
+    from napari_sam2.engine.synthetic import synthetic_cells
 
     image, truth = synthetic_cells(shape=(256, 256), n_cells=8, seed=3)
     seg = Segmenter("sam2.1_hiera_micro", device="cpu")
