@@ -317,3 +317,32 @@ def test_correction_changes_only_frames_up_to_next_anchor(micro):
     keep = [0, 1, 2, 7, 8, 9]
     assert (labels[keep] == before[keep]).all()
     assert iou(labels[3] == 1, truth[3] == 1) > 0.7
+
+
+def test_same_masks_as_the_stock_predictor_holding_every_frame(model):
+    """Lazy frames, shared features and forgotten memories change nothing: over 40 frames
+    (more than twice the memory window) the masks equal those of sam2's own loop on a state
+    that holds every frame and every output."""
+    from unittest import mock
+
+    import sam2.sam2_video_predictor as video_predictor
+
+    rng = np.random.default_rng(2)
+    stack = (rng.random((40, H, W)) * 255).astype(np.uint8)
+    stack[:, 20:40, 20:40] += 60  # something to track
+    prompts = {2: {1: dict(points=[(30, 30)])}, 20: {1: dict(box=(18, 18, 42, 42))}}
+    session = run_session(model, stack, prompts)
+    ours = {f: m[0] for f, _, m in session.propagate("both")}
+    assert session.stored_frames(1) < 40
+
+    every_frame = torch.stack([session.frames.prepare(i) for i in range(40)])
+    with mock.patch.object(video_predictor, "load_video_frames", lambda **k: (every_frame, H, W)):
+        state = model.init_state(video_path="in memory")
+    with torch.inference_mode():
+        model.add_new_points_or_box(state, 2, 1, points=[[30, 30]], labels=[1])
+        model.add_new_points_or_box(state, 20, 1, box=[18, 18, 42, 42])
+        stock = {f: m[0, 0].numpy() > 0 for f, _, m in model.propagate_in_video(state)}
+        for f, _, m in model.propagate_in_video(state, reverse=True):
+            stock[f] = m[0, 0].numpy() > 0
+    assert sorted(ours) == sorted(stock) == list(range(40))
+    assert all((ours[f] == stock[f]).all() for f in range(40))
