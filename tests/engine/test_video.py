@@ -346,3 +346,25 @@ def test_same_masks_as_the_stock_predictor_holding_every_frame(model):
             stock[f] = m[0, 0].numpy() > 0
     assert sorted(ours) == sorted(stock) == list(range(40))
     assert all((ours[f] == stock[f]).all() for f in range(40))
+
+
+class FrameByFrameOnly:
+    """An array-like (as zarr is to numpy) that refuses to be read whole."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.ndim = array, array.shape, array.dtype, array.ndim
+        self.reads = 0
+
+    def __getitem__(self, key):
+        self.reads += 1
+        return self.array[key]
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole stack was read")
+
+
+def test_stacks_are_read_frame_by_frame(model, stack):
+    lazy = FrameByFrameOnly(np.concatenate([stack] * 3))  # 36 frames: percentiles over 16
+    session = PropagationSession(model, frame_source_for(lazy))
+    session.add_prompts({0: {1: dict(points=[(30, 30)])}})
+    assert len(list(session.propagate("forward"))) == 36
