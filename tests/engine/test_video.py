@@ -368,3 +368,15 @@ def test_stacks_are_read_frame_by_frame(model, stack):
     session = PropagationSession(model, frame_source_for(lazy))
     session.add_prompts({0: {1: dict(points=[(30, 30)])}})
     assert len(list(session.propagate("forward"))) == 36
+
+
+def test_second_run_while_one_runs_is_refused(model, stack):
+    session = run_session(model, stack, {0: {1: dict(points=[(30, 30)])}})
+    first = session.propagate("forward")
+    next(first)
+    with pytest.raises(SAM2Error, match="already running"):
+        session.propagate("backward")
+    with pytest.raises(SAM2Error, match="already running"):
+        session.add_prompts({3: {2: dict(points=[(3, 3)])}})
+    first.close()
+    assert len(list(session.propagate("backward"))) == 1

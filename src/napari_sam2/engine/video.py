@@ -251,6 +251,7 @@ class PropagationSession:
         )
         self._states: dict[int, dict] = {}
         self._anchors: dict[int, set[int]] = {}
+        self._running = False
         install_memory_dtype_fix(model)
 
     # ----------------------------------------------------------------------------- prompts
@@ -268,6 +269,7 @@ class PropagationSession:
         (H, W) array, as for ``Segmenter.predict``. All prompts are checked before any is used.
         A prompt replaces that object's earlier prompts on that frame.
         """
+        self._check_idle()
         checked = []
         for frame, objects in prompts.items():
             frame = self._check_frame(frame)
@@ -447,6 +449,19 @@ class PropagationSession:
 
     def run(self, steps: list[Step]) -> Frames:
         """Yield the frames of ``steps`` (from ``plan``) as ``propagate`` does."""
+        self._check_idle()
+        return self._run(steps)
+
+    def _check_idle(self) -> None:
+        if self._running:
+            raise SAM2Error(
+                "A propagation is already running on this stack: wait for it to finish or "
+                "cancel it before starting another or adding prompts."
+            )
+
+    def _run(self, steps: list[Step]) -> Frames:
+        self._check_idle()
+        self._running = True
         running: dict[tuple[int, bool], tuple[Iterator, int]] = {}
         try:
             for i, step in enumerate(steps):
@@ -465,6 +480,7 @@ class PropagationSession:
         finally:
             running.clear()
             self._features.clear()
+            self._running = False
 
     def _track(self, oid: int, steps: list[Step], i: int) -> Iterator[np.ndarray]:
         """Masks of one object over its run of consecutive frames starting at ``steps[i]``."""
@@ -616,7 +632,8 @@ def write_labels(stream: Frames, labels, frame_axis: int = 0) -> Iterator[int]:
     progress and cancel by closing it (the stream is closed with it). Each frame is read,
     updated — every yielded object's old pixels cleared, its new mask painted with its id —
     and written back in one assignment, so no frame is ever half-written, and frames never
-    yielded are never touched. In a script: ``for _ in write_labels(stream, labels): pass``.
+    yielded are never touched. Where objects overlap, the one listed later wins.
+    In a script: ``for _ in write_labels(stream, labels): pass``.
     """
     axis = frame_axis % labels.ndim
     try:
