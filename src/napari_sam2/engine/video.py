@@ -51,10 +51,16 @@ class ModelFrames:
     """
 
     def __init__(
-        self, source: FrameSource, image_size: int, cache_size: int = 4, read_ahead: int = 2
+        self,
+        source: FrameSource,
+        image_size: int,
+        cache_size: int = 4,
+        read_ahead: int = 2,
+        device: torch.device | str = "cpu",
     ):
         self.source = source
         self.image_size = image_size
+        self.device = torch.device(device)
         self.cache_size = max(cache_size, read_ahead + 1)
         self.read_ahead = read_ahead
         self.step = 1  # +1 while tracking forward, -1 backward: where to read ahead
@@ -73,15 +79,20 @@ class ModelFrames:
         return len(self._cache) + len(self._pending)
 
     def prepare(self, index: int) -> torch.Tensor:
-        """Read, normalise, resize and standardise one frame (no caching)."""
+        """Read, normalise, resize and standardise one frame (no caching).
+
+        On a GPU the frame is copied there first, so the resize runs on the device.
+        """
         frame = torch.from_numpy(self.source[index]).permute(2, 0, 1)[None]
+        frame = frame.to(self.device, non_blocking=True)
         size = (self.image_size, self.image_size)
         frame = F.interpolate(
             frame, size=size, mode="bilinear", align_corners=False, antialias=True
         )
+        mean, std = _IMAGE_MEAN.to(frame.device), _IMAGE_STD.to(frame.device)
         with self._lock:
             self.frames_prepared += 1
-        return ((frame[0] - _IMAGE_MEAN) / _IMAGE_STD).contiguous()
+        return ((frame[0] - mean) / std).contiguous()
 
     def __getitem__(self, index: int) -> torch.Tensor:
         index = int(index)
@@ -176,6 +187,9 @@ class _SharedFeatures:
                 )
         return self._store[index]
 
+    def put(self, index: int, features: tuple[torch.Tensor, dict]) -> None:
+        self._store[index] = features
+
     def forget_before(self, index: int, step: int) -> None:
         for i in [i for i in self._store if (i - index) * step < 0]:
             del self._store[i]
@@ -238,7 +252,10 @@ class PropagationSession:
                 f"with 0 <= first < stop <= {n}."
             )
         self.frame_range = (start, stop)
-        self.frames = ModelFrames(source, model.image_size)
+        on_gpu = self.device.type == "cuda"
+        self.frames = ModelFrames(
+            source, model.image_size, device=self.device if on_gpu else "cpu"
+        )
         if batch_size is None:
             batch_size = 8 if self.device.type == "cuda" else 1
         self._features = _SharedFeatures(model, self.frames, batch_size)
@@ -338,9 +355,7 @@ class PropagationSession:
             mock.patch.object(_video_predictor(), "load_video_frames", lazy_frames),
             inference_context(self.device),
         ):
-            state = self.model.init_state(video_path="<napari-sam2 frames>")
-        state["cached_features"] = {}
-        return state
+            return self.model.init_state(video_path="<napari-sam2 frames>")
 
     # ------------------------------------------------------------------------- propagation
     def plan(
@@ -503,7 +518,11 @@ class PropagationSession:
             reverse=first.reverse and first.frame > 0,
         )
         for frame in range(first.frame, last + direction, direction):
-            # Give sam2 the shared features of the frame it is about to track.
+            # Give sam2 the shared features of the frame it is about to track (or share the
+            # ones it computed itself for this frame, when a prompt was just added there).
+            own = state["cached_features"].get(frame)
+            if own is not None:
+                self._features.put(frame, own)
             state["cached_features"] = {frame: self._features.get(frame, direction, last)}
             if frame == first.frame:
                 # The first step starts sam2's loop, which wraps the frames in a tqdm bar: keep
