@@ -380,3 +380,18 @@ def test_second_run_while_one_runs_is_refused(model, stack):
         session.add_prompts({3: {2: dict(points=[(3, 3)])}})
     first.close()
     assert len(list(session.propagate("backward"))) == 1
+
+
+def test_both_from_a_start_frame_yields_it_once_and_objects_can_be_removed(model, stack):
+    session = run_session(
+        model, stack, {3: {1: dict(points=[(30, 30)])}, 9: {2: dict(box=(5, 5, 30, 30))}}
+    )
+    steps = session.plan("both", start_frame=6)
+    pairs = [(s.frame, o) for s in steps for o in s.object_ids]
+    assert len(pairs) == len(set(pairs))
+    assert [s.frame for s in steps if 1 in s.object_ids] == [6, 7, 8, 9, 10, 11]  # anchor 3 < 6
+    assert [s.frame for s in steps if 2 in s.object_ids] == [6, 5, 4, 3, 2, 1, 0]  # anchor 9 > 6
+    session.remove_object(2)
+    assert session.object_ids == [1] and {i for _, ids, _ in session.propagate() for i in ids} == {
+        1
+    }

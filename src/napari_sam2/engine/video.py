@@ -373,6 +373,7 @@ class PropagationSession:
             start_frame = self._check_frame(start_frame)
         first, stop = self.frame_range
         steps: list[Step] = []
+        done: set[tuple[int, int]] = set()
         for reverse in (False, True):
             if direction == ("backward" if not reverse else "forward"):
                 continue
@@ -406,9 +407,15 @@ class PropagationSession:
             else:
                 frames = range(min(b for b, _ in spans.values()), stop)
             for t in frames:
-                here = tuple(oid for oid, (b, e) in spans.items() if min(b, e) <= t <= max(b, e))
+                here = tuple(
+                    oid
+                    for oid, (b, e) in spans.items()
+                    if min(b, e) <= t <= max(b, e) and (t, oid) not in done
+                )
                 if here:
                     steps.append(Step(t, reverse, here))
+            # Going backward after forward, a frame already done for an object is not redone.
+            done = {(step.frame, oid) for step in steps for oid in step.object_ids}
         return steps
 
     def _pick_objects(self, objects) -> list[int]:
@@ -453,14 +460,13 @@ class PropagationSession:
         from ``frame`` to their next prompted frame in ``direction`` (the frame itself included).
         """
         self.add_prompts({frame: prompts})
-        objects = list(prompts)
-        if direction == "both":
-            steps = self.plan("forward", objects, frame, True) + [
-                s for s in self.plan("backward", objects, frame, True) if s.frame != frame
-            ]
-        else:
-            steps = self.plan(direction, objects, frame, True)
-        return self.run(steps)
+        return self.run(self.plan(direction, list(prompts), frame, True))
+
+    def remove_object(self, object_id: int) -> None:
+        """Forget an object: its prompts and tracking memory (labels are the caller's)."""
+        self._check_idle()
+        self._states.pop(object_id, None)
+        self._anchors.pop(object_id, None)
 
     def run(self, steps: list[Step]) -> Frames:
         """Yield the frames of ``steps`` (from ``plan``) as ``propagate`` does."""
