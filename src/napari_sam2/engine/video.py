@@ -314,7 +314,7 @@ class PropagationSession:
         # it was tracked before: forget that it was tracked so sam2 treats it as one.
         for tracked in state["frames_tracked_per_obj"].values():
             tracked.pop(frame, None)
-        with inference_context(self.device):
+        with _OutOfMemoryAdvice(self.device), inference_context(self.device):
             if prompt.mask is not None:
                 self.model.add_new_mask(state, frame, object_id, prompt.mask)
             if prompt.points is not None or prompt.box is not None:
