@@ -14,7 +14,7 @@ N, H, W = 30, 48, 64
 def frame_image(i: int) -> np.ndarray:
     """Frame ``i``: its red channel encodes ``i`` (8 grey levels apart), plus a moving bar."""
     img = np.zeros((H, W, 3), np.uint8)
-    img[..., 0] = 8 * i
+    img[..., 0] = (8 * i) % 256
     img[10:20, 2 * i % W] = 255
     return img
 
@@ -143,3 +143,17 @@ def test_io_imports_no_napari_or_qt():
         "assert not {'napari', 'qtpy', 'PyQt6'} & set(sys.modules), 'GUI module imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_napari_shows_a_video_layer_decoding_only_what_it_shows(tmp_path):
+    pytest.importorskip("napari")
+    from napari.components import ViewerModel
+
+    path = write_video(tmp_path / "long.mp4", n=60, gop=10)
+    [(data, meta, kind)] = napari_get_reader(path)(path)
+    viewer = ViewerModel()
+    layer = viewer.add_image(data, **meta)
+    assert layer.rgb and layer.data.shape == (60, H, W, 3)
+    viewer.dims.set_point(0, 55)
+    layer.refresh()
+    assert data.frames_decoded < 60 and len(data._cache) <= data.cache_size
