@@ -395,3 +395,11 @@ def test_both_from_a_start_frame_yields_it_once_and_objects_can_be_removed(model
     assert session.object_ids == [1] and {i for _, ids, _ in session.propagate() for i in ids} == {
         1
     }
+
+
+def test_streams_know_their_length_for_progress(segmenter, stack):
+    stream = segmenter.propagate(stack, TWO_OBJECTS, "both")
+    total = len(stream)
+    assert total == 14 and len(list(stream)) == total
+    session = run_session(segmenter.model, stack, {0: {1: dict(points=[(30, 30)])}})
+    assert len(session.propagate("forward")) == 12
