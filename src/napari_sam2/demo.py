@@ -12,6 +12,45 @@ import argparse
 import numpy as np
 
 from .engine.models import MICRO_MODEL
+from .engine.synthetic import synthetic_cells
+from .sample_data import CELLS, cells
+
+
+def wait_until(condition, timeout_s: float) -> bool:
+    """Run the Qt event loop until ``condition()`` holds or ``timeout_s`` passes."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    loop, timer = QEventLoop(), QTimer()
+    timer.timeout.connect(lambda: condition() and loop.quit())
+    timer.start(50)
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    timer.stop()
+    return condition()
+
+
+def open_viewer_with_widget(image, model: str = MICRO_MODEL, **image_kwargs):
+    """A napari window with ``image``, the dock widget attached to it and ``model`` loaded."""
+    import napari
+
+    from ._qt import workers  # noqa: F401  (model imports before the canvas draws)
+
+    viewer = napari.Viewer(title="napari-sam2")
+    viewer.window.resize(1500, 950)
+    layer = viewer.add_image(image, **image_kwargs)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "Segment with SAM2")
+    widget.model.value = model
+    widget.image.value = layer
+    widget.start()
+    if not wait_until(lambda: widget.session.segmenter is not None, 600):
+        raise SystemExit("The model did not load; see the notifications above.")
+    return viewer, widget
+
+
+def cell_centres(n: int) -> list[tuple[float, float]]:
+    """(row, col) centres of the first ``n`` cells of the sample image, where a user clicks."""
+    _, truth = synthetic_cells(**CELLS)
+    return [tuple(np.argwhere(truth == i).mean(axis=0)) for i in range(1, n + 1)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,37 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import napari
-    from qtpy.QtCore import QEventLoop, QTimer
 
-    from .engine.synthetic import synthetic_cells
-    from .sample_data import cells
-
-    viewer = napari.Viewer(title="napari-sam2 demo")
-    viewer.window.resize(1500, 950)
-    image = viewer.add_image(cells()[0][0], name="synthetic cells")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "Segment with SAM2")
-    widget.model.value = args.model
-    widget.image.value = image
-    widget.start()
-
-    def wait_until(condition, timeout_s: float) -> bool:
-        loop, timer = QEventLoop(), QTimer()
-        timer.timeout.connect(lambda: condition() and loop.quit())
-        timer.start(50)
-        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-        loop.exec()
-        timer.stop()
-        return condition()
-
-    if not wait_until(lambda: widget.session.segmenter is not None, 600):
-        raise SystemExit("The model did not load; see the notifications above.")
+    viewer, widget = open_viewer_with_widget(cells()[0][0], args.model, name="synthetic cells")
     if args.screenshot is None:
         napari.run()
         return
-    # The sample is made from seed 7: click the centre of its first cell, as a user would.
-    _, truth = synthetic_cells(shape=(512, 512), n_cells=12, seed=7)
-    row, col = np.argwhere(truth == 1).mean(axis=0)
-    widget.session.points_layer.add([[row, col]])
+    widget.session.points_layer.add([cell_centres(1)[0]])
     labels = widget.session.labels_layer
     if not wait_until(lambda: bool((labels.data == 1).any()), 120):
         raise SystemExit("No mask appeared for the click.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from magicgui.widgets import (
     CheckBox,
@@ -45,6 +47,8 @@ class SAM2Widget(Container):
         self._busy = False
         self._pending = False
         self._loader = None
+        self._alive = True  # worker results may arrive after napari deleted the widget
+        self.native.destroyed.connect(partial(setattr, self, "_alive", False))
 
         self.model = ComboBox(label="Model", choices=available_models(), value=MICRO_MODEL)
         self.device = ComboBox(label="Device", choices=_devices(), value=AUTO_DEVICE)
@@ -55,13 +59,17 @@ class SAM2Widget(Container):
         self.image = create_widget(annotation=Image, label="Image")
         self.labels = create_widget(annotation=Labels | None, label="Labels")
         self.labels.tooltip = "Leave empty to create a new Labels layer"
-        self.channel_axis = ComboBox(label="Channel axis", choices=["none"], value="none")
+        self.channel_axis = ComboBox(label="Channel axis", choices=self._channel_axes)
         self.channels = LineEdit(label="Channels", value="")
         self.channels.tooltip = "Up to three channel indices for R, G, B, e.g. 0,2 (empty: first)"
         self.start_button = PushButton(text="Start annotating")
         self.object_button = PushButton(text=f"New object [{NEW_OBJECT_KEY}]")
         self.object_label = Label(label="Object id", value="1")
         self.polarity_button = PushButton(text=f"Positive click [{TOGGLE_POLARITY_KEY}]")
+        self.refine_button = PushButton(text="Refine object from its label")
+        self.refine_button.tooltip = (
+            "Use the current object's label on this plane as a mask prompt"
+        )
         self.overwrite = CheckBox(text="Masks may overwrite other objects", value=False)
         self.status = Label(value="")
         self.extend(
@@ -79,6 +87,7 @@ class SAM2Widget(Container):
                 self.object_label,
                 self.object_button,
                 self.polarity_button,
+                self.refine_button,
                 self.overwrite,
                 self.status,
             ]
@@ -88,14 +97,12 @@ class SAM2Widget(Container):
         self.start_button.changed.connect(self.start)
         self.object_button.changed.connect(lambda: self.session.new_object())
         self.polarity_button.changed.connect(lambda: self.session.toggle_polarity())
+        self.refine_button.changed.connect(lambda: self._run(self.session.label_request))
         self.overwrite.changed.connect(lambda v: setattr(self.session, "overwrite", v))
-        self.image.changed.connect(self._update_channel_axes)
+        self.image.changed.connect(lambda _: self.channel_axis.reset_choices())
         self.session.model_changed.connect(self._show_model)
         self.session.object_changed.connect(lambda i: setattr(self.object_label, "value", str(i)))
         self.session.positive_changed.connect(self._show_polarity)
-        self.viewer.layers.events.inserted.connect(self.reset_choices)
-        self.viewer.layers.events.removed.connect(self.reset_choices)
-        self._update_channel_axes()
 
     # -- model --------------------------------------------------------------------------------
     def load_model(self) -> None:
@@ -106,14 +113,20 @@ class SAM2Widget(Container):
         self.load_button.enabled = False
         self.model_info.value = f"loading {self.model.value}…"
         self._loader = workers.load_model(self.model.value, device, checkpoint)
-        self._loader.returned.connect(self.session.set_segmenter)
+        self._loader.returned.connect(self._model_loaded)
         self._loader.errored.connect(self._model_failed)
-        self._loader.finished.connect(lambda: setattr(self.load_button, "enabled", True))
         self._loader.start()
 
+    def _model_loaded(self, segmenter) -> None:
+        if self._alive:
+            self.load_button.enabled = True
+            self.session.set_segmenter(segmenter)
+
     def _model_failed(self, err: Exception) -> None:
-        self.model_info.value = "no model"
         _notify(err)
+        if self._alive:
+            self.load_button.enabled = True
+            self.model_info.value = "no model"
 
     def _show_model(self, info: dict) -> None:
         self.model_info.value = (
@@ -123,13 +136,12 @@ class SAM2Widget(Container):
         self._schedule()
 
     # -- layers -------------------------------------------------------------------------------
-    def _update_channel_axes(self, *_) -> None:
+    def _channel_axes(self, _widget=None) -> list[str]:
+        """Axes of the chosen image that can hold channels: any but the displayed two."""
         layer = self.image.value
-        axes = ["none"]
-        if layer is not None and not layer.rgb and layer.ndim > 2:
-            axes += [str(ax) for ax in range(layer.ndim - 2)]
-        self.channel_axis.choices = axes
-        self.channel_axis.value = "none"
+        if layer is None or layer.rgb or layer.ndim < 3:
+            return ["none"]
+        return ["none", *(str(ax) for ax in range(layer.ndim - 2))]
 
     def start(self) -> None:
         """Attach the session to the chosen image and wire the prompt layers to it."""
@@ -173,8 +185,15 @@ class SAM2Widget(Container):
         if self._busy:
             self._pending = True
             return
+        self._run(self.session.request)
+
+    def _run(self, make_request) -> None:
+        """Build a request in the GUI thread, compute it in a worker, apply it back here."""
+        if self._busy:
+            show_warning("SAM2 is busy; try again in a moment.")
+            return
         try:
-            request = self.session.request()
+            request = make_request()
         except SAM2Error as err:
             _notify(err)
             return
@@ -189,6 +208,8 @@ class SAM2Widget(Container):
         worker.start()
 
     def _apply(self, request, results: dict) -> None:
+        if not self._alive:
+            return
         try:
             problems = self.session.apply(request, results)
         except SAM2Error as err:
@@ -196,12 +217,12 @@ class SAM2Widget(Container):
             return
         for problem in problems:
             show_warning(problem)
-        self.status.value = ""
 
     def _finished(self) -> None:
+        if not self._alive:
+            return
         self._busy = False
-        if self.status.value == "segmenting…":
-            self.status.value = ""
+        self.status.value = ""
         if self._pending:
             self._pending = False
             self._schedule()

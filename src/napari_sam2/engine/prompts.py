@@ -21,8 +21,10 @@ _LOW_RES = 256
 class PromptSet:
     """Clicks, a box and/or a mask for one object.
 
-    ``points`` are (row, col) pairs, ``point_labels`` 1 for positive and 0 for negative clicks,
-    ``box`` is (min_row, min_col, max_row, max_col) in pixels, ``mask`` a boolean (H, W) array.
+    ``points`` are (row, col) pixel indices, ``point_labels`` 1 for positive and 0 for negative
+    clicks, ``box`` is (min_row, min_col, max_row, max_col) with pixel i spanning [i, i + 1]
+    (so scikit-image's ``regionprops`` bbox of an object bounds it exactly), ``mask`` a boolean
+    (H, W) array.
     """
 
     points: np.ndarray | None = None

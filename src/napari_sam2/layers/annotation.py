@@ -147,9 +147,10 @@ class AnnotationSession:
         self.positive_changed.emit(self.positive)
 
     def toggle_polarity(self) -> None:
-        """Flip the selected points between positive and negative, else the next click's."""
+        """In select mode flip the selected points; otherwise flip the next clicks' polarity."""
         layer = self.points_layer
-        selected = sorted(layer.selected_data) if layer is not None else []
+        selecting = layer is not None and layer.mode == "select"
+        selected = sorted(layer.selected_data) if selecting else []
         if selected:
             features = layer.features.copy()
             features.loc[selected, names.POSITIVE] = ~features.loc[selected, names.POSITIVE]
@@ -191,6 +192,34 @@ class AnnotationSession:
             self.channels,
             Normalization.from_limits(limits),
             changed,
+        )
+
+    def label_request(self) -> SegmentationRequest:
+        """Re-segment the current object from its label on the displayed plane (a mask prompt).
+
+        The object's clicks and box on the plane, if any, are used too; the refined mask then
+        replaces the label's pixels for this object on this plane.
+        """
+        if self.image_layer is None or self.segmenter is None:
+            raise SAM2Error("Load a model and start annotating first.")
+        plane = displayed_plane(self.viewer, self.image_layer, self.channel_axis)
+        label = np.asarray(self.labels_layer.data[plane.labels_index()]) == self.object_id
+        if not label.any():
+            raise SAM2Error(
+                f"Object {self.object_id} has no pixels on this plane: paint it or pick its id."
+            )
+        current = object_prompts(self.points_layer, self.shapes_layer, self.image_layer, plane)
+        base = current.get(self.object_id, PromptSet())
+        prompts = PromptSet(base.points, base.point_labels, base.box, label)
+        self._written[(plane.key, self.object_id)] = label
+        return SegmentationRequest(
+            self.image_layer,
+            self.labels_layer,
+            self.image_layer.data,
+            plane,
+            self.channels,
+            Normalization.from_limits(self.image_layer.contrast_limits),
+            {self.object_id: prompts},
         )
 
     @staticmethod

@@ -54,8 +54,8 @@ def box_prompts(shapes_layer, image_layer, plane: Plane) -> dict[int, np.ndarray
         if not plane.on_plane(coords).all():
             continue
         rc = plane.rows_cols(coords)
-        # Rectangle vertices are pixel centres of the corners: the box spans their outer edges.
-        out[int(obj)] = np.concatenate([rc.min(0), rc.max(0) + 1])
+        # napari coordinate c is the centre of pixel c, which spans [c, c + 1] in box units.
+        out[int(obj)] = np.concatenate([rc.min(0), rc.max(0)]) + 0.5
     return out
 
 

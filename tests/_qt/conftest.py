@@ -1,0 +1,42 @@
+"""Fixtures for widget tests: the dock widget opened from the plugin menu, a model loaded."""
+
+import numpy as np
+import pytest
+
+import napari_sam2._qt.workers  # noqa: F401  (applies the CPU triton guard before any canvas)
+
+from .driving import WIDGET
+
+
+@pytest.fixture
+def notifications():
+    """Messages shown to the user during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+
+    def record(notification):
+        seen.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, random_checkpoint, qtbot):
+    """A viewer with the dock widget open and the random-weight micro model loaded."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
+    widget.checkpoint.value = random_checkpoint
+    widget.load_model()
+    qtbot.waitUntil(lambda: widget.session.segmenter is not None, timeout=60_000)
+    return viewer, widget
+
+
+@pytest.fixture
+def cells_image() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    image = (rng.random((64, 80)) * 300 + 200).astype(np.uint16)
+    image[20:40, 25:45] += 3000
+    return image

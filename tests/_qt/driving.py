@@ -1,0 +1,25 @@
+"""Steps a user takes with the widget, shared by the widget tests."""
+
+import numpy as np
+
+WIDGET = ("napari-sam2", "Segment with SAM2")
+
+
+def start(widget, image_layer, labels_layer=None):
+    widget.image.value = image_layer
+    if labels_layer is not None:
+        widget.labels.value = labels_layer
+    widget.start()
+    return widget.session
+
+
+def expected_mask(widget, plane, layer, **prompt) -> np.ndarray:
+    """What the engine predicts for ``prompt`` on ``plane`` with the layer's contrast limits."""
+    seg = widget.session.segmenter
+    seg.set_image(plane, contrast_limits=layer.contrast_limits)
+    return seg.predict(**prompt)
+
+
+def settle(widget, qtbot, timeout: int = 30_000) -> None:
+    """Wait until every prompt change has been segmented and written."""
+    qtbot.waitUntil(lambda: not widget._busy and widget.session.request() is None, timeout=timeout)

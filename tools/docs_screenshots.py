@@ -1,0 +1,61 @@
+"""Screenshots of the real widget for docs/, taken with the packaged micro model.
+
+Run from the repository root under a display (or ``xvfb-run -a``):
+``.venv/bin/python tools/docs_screenshots.py`` writes docs/images/{click,objects,timelapse}.png.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_sam2.demo import cell_centres, open_viewer_with_widget, wait_until
+from napari_sam2.engine.synthetic import synthetic_clip
+from napari_sam2.sample_data import TIMELAPSE, cells, timelapse
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def shoot(viewer, name: str) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(OUT / name), canvas_only=False)
+    print("wrote", OUT / name)
+
+
+def settle(widget) -> None:
+    wait_until(lambda: not widget._busy and widget.session.request() is None, 120)
+
+
+def click_and_box() -> None:
+    viewer, widget = open_viewer_with_widget(cells()[0][0], name="synthetic cells")
+    session = widget.session
+    first, second, third = cell_centres(3)
+    session.points_layer.add([first])
+    settle(widget)
+    shoot(viewer, "click.png")
+    session.new_object()
+    session.points_layer.add([second])
+    settle(widget)
+    session.new_object()
+    row, col = third
+    session.shapes_layer.add_rectangles([[row - 35, col - 35], [row + 35, col + 35]])
+    settle(widget)
+    viewer.layers.selection.active = session.points_layer
+    shoot(viewer, "objects.png")
+    viewer.close()
+
+
+def timelapse_plane() -> None:
+    frames = timelapse()[0][0]
+    viewer, widget = open_viewer_with_widget(frames, name="synthetic time-lapse")
+    viewer.dims.set_current_step(0, 10)
+    _, truth = synthetic_clip(**TIMELAPSE)
+    row, col = np.argwhere(truth[10] == 2).mean(axis=0)
+    widget.session.points_layer.add([[10, row, col]])
+    settle(widget)
+    shoot(viewer, "timelapse.png")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    click_and_box()
+    timelapse_plane()
