@@ -288,7 +288,7 @@ def centre(mask: np.ndarray) -> tuple[float, float]:
 def test_cell_that_leaves_and_returns_keeps_its_id(micro):
     from napari_sam2.engine.synthetic import synthetic_clip
 
-    frames, truth = synthetic_clip(12, (128, 128), n_cells=2, seed=3, absent=(5, 8))
+    frames, truth = synthetic_clip(12, (256, 256), n_cells=2, seed=3, absent=(5, 8))
     prompts = {0: {k: dict(points=[centre(truth[0] == k)]) for k in (1, 2)}}
     labels = np.zeros(truth.shape, np.uint16)
     list(write_labels(micro.propagate(frames, prompts, "forward"), labels))
@@ -305,7 +305,7 @@ def test_cell_that_leaves_and_returns_keeps_its_id(micro):
 def test_correction_changes_only_frames_up_to_next_anchor(micro):
     from napari_sam2.engine.synthetic import synthetic_clip
 
-    frames, truth = synthetic_clip(10, (128, 128), n_cells=1, seed=4)
+    frames, truth = synthetic_clip(10, (256, 256), n_cells=1, seed=4)
     session = micro.propagation_session(frames)
     session.add_prompts({t: {1: dict(points=[centre(truth[t] == 1)])} for t in (0, 7)})
     labels = np.zeros(truth.shape, np.uint16)
