@@ -403,3 +403,15 @@ def test_streams_know_their_length_for_progress(segmenter, stack):
     assert total == 14 and len(list(stream)) == total
     session = run_session(segmenter.model, stack, {0: {1: dict(points=[(30, 30)])}})
     assert len(session.propagate("forward")) == 12
+
+
+def test_object_ids_must_be_positive_and_fit_the_labels(model, stack):
+    session = PropagationSession(model, frame_source_for(stack))
+    for bad in (0, -3, 1.5):
+        with pytest.raises(SAM2Error, match="positive integer"):
+            session.add_prompts({0: {bad: dict(points=[(3, 3)])}})
+    session.add_prompts({0: {300: dict(points=[(30, 30)])}})
+    labels = np.zeros(stack.shape, np.uint8)
+    with pytest.raises(SAM2Error, match="uint32"):
+        list(write_labels(session.propagate("forward"), labels))
+    assert not labels.any()

@@ -315,6 +315,11 @@ class PropagationSession:
         for frame, objects in prompts.items():
             frame = self._check_frame(frame)
             for object_id, prompt in objects.items():
+                if not isinstance(object_id, (int, np.integer)) or object_id < 1:
+                    raise SAM2Error(
+                        f"Object id {object_id!r} is not a positive integer: ids are label "
+                        "values, and 0 is the background."
+                    )
                 if not isinstance(prompt, PromptSet):
                     prompt = PromptSet.from_arguments(**prompt)
                 checked.append((frame, int(object_id), prompt.validate(self.source.plane_shape)))
@@ -686,8 +691,15 @@ def write_labels(stream: Frames, labels, frame_axis: int = 0) -> Iterator[int]:
     In a script: ``for _ in write_labels(stream, labels): pass``.
     """
     axis = frame_axis % labels.ndim
+    dtype = np.dtype(labels.dtype)
+    largest = np.iinfo(dtype).max if dtype.kind in "iu" else None
     try:
         for frame, object_ids, masks in stream:
+            if largest is not None and max(object_ids, default=0) > largest:
+                raise SAM2Error(
+                    f"Object id {max(object_ids)} does not fit the {dtype} labels: use a labels "
+                    "array of a larger integer type (e.g. uint32)."
+                )
             index = (slice(None),) * axis + (frame,)
             plane = np.array(labels[index])
             for object_id, mask in zip(object_ids, masks, strict=True):
