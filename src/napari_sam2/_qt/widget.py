@@ -22,6 +22,7 @@ from ..engine.errors import SAM2Error
 from ..engine.models import MICRO_MODEL, available_models
 from ..layers.annotation import AnnotationSession
 from . import workers
+from .propagation import PropagationControls
 
 NEW_OBJECT_KEY = "n"
 TOGGLE_POLARITY_KEY = "t"
@@ -72,6 +73,8 @@ class SAM2Widget(Container):
         )
         self.overwrite = CheckBox(text="Masks may overwrite other objects", value=False)
         self.status = Label(value="")
+        self.propagation = PropagationControls(self.session, _notify)
+        self.propagation.label = "Propagate"
         self.extend(
             [
                 self.model,
@@ -90,6 +93,7 @@ class SAM2Widget(Container):
                 self.refine_button,
                 self.overwrite,
                 self.status,
+                self.propagation,
             ]
         )
 
@@ -165,6 +169,7 @@ class SAM2Widget(Container):
                 TOGGLE_POLARITY_KEY, lambda _: self.session.toggle_polarity(), overwrite=True
             )
         self.viewer.layers.selection.active = self.session.points_layer
+        self.propagation.refresh()
         if self.session.segmenter is None:
             self.load_model()
 

@@ -680,14 +680,31 @@ def frame_source_for(
     return FrameSource(stack, frame_axis, channel_axis, channels, normalization)
 
 
-def write_labels(stream: Frames, labels, frame_axis: int = 0) -> Iterator[int]:
+def paint_objects(
+    plane: np.ndarray, object_ids, masks: np.ndarray, overwrite: bool = True
+) -> np.ndarray:
+    """``plane`` with each object's old pixels cleared and its new mask painted with its id.
+
+    Where objects overlap, the one listed later wins. With ``overwrite=False`` a mask takes
+    only background pixels (and its own), so ids of objects not listed are never painted over.
+    """
+    for object_id, mask in zip(object_ids, masks, strict=True):
+        plane[plane == object_id] = 0
+        plane[mask & (overwrite | (plane == 0))] = object_id
+    return plane
+
+
+def write_labels(
+    stream: Frames, labels, frame_axis: int = 0, overwrite: bool = True
+) -> Iterator[int]:
     """Write a propagation stream into a labels array (numpy, zarr, ...), frame by frame.
 
     A generator: it yields each frame index once that frame is written, so a GUI can show
     progress and cancel by closing it (the stream is closed with it). Each frame is read,
     updated — every yielded object's old pixels cleared, its new mask painted with its id —
     and written back in one assignment, so no frame is ever half-written, and frames never
-    yielded are never touched. Where objects overlap, the one listed later wins.
+    yielded are never touched. Overlaps follow ``paint_objects`` (``overwrite=False`` keeps
+    other objects' pixels).
     In a script: ``for _ in write_labels(stream, labels): pass``.
     """
     axis = frame_axis % labels.ndim
@@ -701,11 +718,7 @@ def write_labels(stream: Frames, labels, frame_axis: int = 0) -> Iterator[int]:
                     "array of a larger integer type (e.g. uint32)."
                 )
             index = (slice(None),) * axis + (frame,)
-            plane = np.array(labels[index])
-            for object_id, mask in zip(object_ids, masks, strict=True):
-                plane[plane == object_id] = 0
-                plane[mask] = object_id
-            labels[index] = plane
+            labels[index] = paint_objects(np.array(labels[index]), object_ids, masks, overwrite)
             yield frame
     finally:
         close = getattr(stream, "close", None)

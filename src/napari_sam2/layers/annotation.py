@@ -245,6 +245,11 @@ class AnnotationSession:
                 results[obj] = err
         return results
 
+    def record_written(self, plane: Plane, object_id: int, mask: np.ndarray) -> None:
+        """Note what another writer (propagation) put on a plane for an object, so a later
+        click on that plane replaces it rather than adding to it."""
+        self._written[(plane.key, object_id)] = mask
+
     def apply(self, request: SegmentationRequest, results: dict) -> list[str]:
         """Write the masks into the Labels layer; returns messages for prompts that failed."""
         layers = self.viewer.layers
