@@ -288,7 +288,7 @@ def centre(mask: np.ndarray) -> tuple[float, float]:
 def test_cell_that_leaves_and_returns_keeps_its_id(micro):
     from napari_sam2.engine.synthetic import synthetic_clip
 
-    frames, truth = synthetic_clip(12, (128, 128), n_cells=2, seed=3, absent=(5, 8))
+    frames, truth = synthetic_clip(12, (256, 256), n_cells=2, seed=3, absent=(5, 8))
     prompts = {0: {k: dict(points=[centre(truth[0] == k)]) for k in (1, 2)}}
     labels = np.zeros(truth.shape, np.uint16)
     list(write_labels(micro.propagate(frames, prompts, "forward"), labels))
@@ -305,7 +305,7 @@ def test_cell_that_leaves_and_returns_keeps_its_id(micro):
 def test_correction_changes_only_frames_up_to_next_anchor(micro):
     from napari_sam2.engine.synthetic import synthetic_clip
 
-    frames, truth = synthetic_clip(10, (128, 128), n_cells=1, seed=4)
+    frames, truth = synthetic_clip(10, (256, 256), n_cells=1, seed=4)
     session = micro.propagation_session(frames)
     session.add_prompts({t: {1: dict(points=[centre(truth[t] == 1)])} for t in (0, 7)})
     labels = np.zeros(truth.shape, np.uint16)
@@ -395,3 +395,23 @@ def test_both_from_a_start_frame_yields_it_once_and_objects_can_be_removed(model
     assert session.object_ids == [1] and {i for _, ids, _ in session.propagate() for i in ids} == {
         1
     }
+
+
+def test_streams_know_their_length_for_progress(segmenter, stack):
+    stream = segmenter.propagate(stack, TWO_OBJECTS, "both")
+    total = len(stream)
+    assert total == 14 and len(list(stream)) == total
+    session = run_session(segmenter.model, stack, {0: {1: dict(points=[(30, 30)])}})
+    assert len(session.propagate("forward")) == 12
+
+
+def test_object_ids_must_be_positive_and_fit_the_labels(model, stack):
+    session = PropagationSession(model, frame_source_for(stack))
+    for bad in (0, -3, 1.5):
+        with pytest.raises(SAM2Error, match="positive integer"):
+            session.add_prompts({0: {bad: dict(points=[(3, 3)])}})
+    session.add_prompts({0: {300: dict(points=[(30, 30)])}})
+    labels = np.zeros(stack.shape, np.uint8)
+    with pytest.raises(SAM2Error, match="uint32"):
+        list(write_labels(session.propagate("forward"), labels))
+    assert not labels.any()

@@ -14,7 +14,7 @@ from .frames import Normalization, select_channels, shrink_factor, to_model_fram
 from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
 from .prompts import PromptSet
-from .video import Frames, PropagationSession, frame_source_for
+from .video import Frames, FrameStream, PropagationSession, frame_source_for
 
 
 class Segmenter:
@@ -167,15 +167,21 @@ class Segmenter:
         channel_axis: int | None = None,
         channels: Sequence[int] | None = None,
         frame_range: tuple[int, int] | None = None,
-    ) -> Frames:
+    ) -> FrameStream:
         """Track prompted objects through a stack; yields ``(frame, object_ids, masks)``.
 
         ``prompts`` maps a frame index to {object id: dict(points=, point_labels=, box=,
         mask=)} in the conventions of ``predict``. ``direction`` is "forward", "backward" or
         "both". Masks are boolean (n_objects, H, W) arrays, yielded as frames finish; pass the
         stream to ``write_labels`` to fill a labels array. Bad input raises ``SAM2Error`` here,
-        before any frame is computed. For corrections and objects added later, keep a
+        before any frame is computed. ``len()`` of the stream is the number of frames it will
+        yield; closing it cancels. For corrections and objects added later, keep a
         ``propagation_session`` instead.
+
+        >>> labels = np.zeros(stack.shape, np.uint16)                          # doctest: +SKIP
+        >>> stream = seg.propagate(stack, {0: {1: dict(points=[(120, 80)])}})   # doctest: +SKIP
+        >>> for frame in write_labels(stream, labels):                          # doctest: +SKIP
+        ...     print(f"frame {frame} done")
         """
         session = self.propagation_session(
             stack, frame_axis, contrast_limits, channel_axis, channels, frame_range
@@ -186,7 +192,7 @@ class Segmenter:
         except BaseException:
             session.close()
             raise
-        return _closing(session, session.run(steps))
+        return FrameStream(_closing(session, session.run(steps)), len(steps))
 
 
 def _closing(session: PropagationSession, frames: Frames) -> Frames:
@@ -194,6 +200,7 @@ def _closing(session: PropagationSession, frames: Frames) -> Frames:
     try:
         yield from frames
     finally:
+        frames.close()
         session.close()
 
 

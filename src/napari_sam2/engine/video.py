@@ -41,6 +41,30 @@ _INIT_LOCK = threading.Lock()
 Frames = Iterator[tuple[int, list[int], np.ndarray]]
 
 
+class FrameStream:
+    """The frames of one propagation run, as they finish: ``(frame_index, object_ids, masks)``.
+
+    An iterator that also knows its length (the number of items it will yield, for a progress
+    bar and an ETA) and stops the work when closed (a GUI's Cancel).
+    """
+
+    def __init__(self, frames: Frames, total: int):
+        self._frames = frames
+        self.total = total
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self) -> FrameStream:
+        return self
+
+    def __next__(self) -> tuple[int, list[int], np.ndarray]:
+        return next(self._frames)
+
+    def close(self) -> None:
+        self._frames.close()
+
+
 class ModelFrames:
     """Frames of a ``FrameSource`` as sam2's video predictor reads them, prepared on demand.
 
@@ -291,6 +315,11 @@ class PropagationSession:
         for frame, objects in prompts.items():
             frame = self._check_frame(frame)
             for object_id, prompt in objects.items():
+                if not isinstance(object_id, (int, np.integer)) or object_id < 1:
+                    raise SAM2Error(
+                        f"Object id {object_id!r} is not a positive integer: ids are label "
+                        "values, and 0 is the background."
+                    )
                 if not isinstance(prompt, PromptSet):
                     prompt = PromptSet.from_arguments(**prompt)
                 checked.append((frame, int(object_id), prompt.validate(self.source.plane_shape)))
@@ -440,7 +469,7 @@ class PropagationSession:
         objects=None,
         start_frame: int | None = None,
         stop_at_next_prompt: bool = False,
-    ) -> Frames:
+    ) -> FrameStream:
         """Yield ``(frame_index, object_ids, masks)`` as frames finish; masks: bool (n, H, W).
 
         "forward" runs from each object's first prompted frame (or ``start_frame``) to the end
@@ -448,14 +477,15 @@ class PropagationSession:
         "both" forward then backward from its first prompted frame. With
         ``stop_at_next_prompt`` a run stops before the object's next prompted frame. A frame may
         come twice in "both" when objects start on different frames, each time with other
-        objects. Closing the generator stops the work; what was yielded stays valid.
+        objects. ``len()`` of the stream is the number of items; closing it stops the work,
+        and what was yielded stays valid.
         """
         steps = self.plan(direction, objects, start_frame, stop_at_next_prompt)
         return self.run(steps)
 
     def correct(
         self, frame: int, prompts: Mapping[int, dict | PromptSet], direction="both"
-    ) -> Frames:
+    ) -> FrameStream:
         """Add correction prompts {object id: prompt} on ``frame`` and re-run only those objects
         from ``frame`` to their next prompted frame in ``direction`` (the frame itself included).
         """
@@ -468,10 +498,10 @@ class PropagationSession:
         self._states.pop(object_id, None)
         self._anchors.pop(object_id, None)
 
-    def run(self, steps: list[Step]) -> Frames:
+    def run(self, steps: list[Step]) -> FrameStream:
         """Yield the frames of ``steps`` (from ``plan``) as ``propagate`` does."""
         self._check_idle()
-        return self._run(steps)
+        return FrameStream(self._run(steps), len(steps))
 
     def _check_idle(self) -> None:
         if self._running:
@@ -678,8 +708,15 @@ def write_labels(
     In a script: ``for _ in write_labels(stream, labels): pass``.
     """
     axis = frame_axis % labels.ndim
+    dtype = np.dtype(labels.dtype)
+    largest = np.iinfo(dtype).max if dtype.kind in "iu" else None
     try:
         for frame, object_ids, masks in stream:
+            if largest is not None and max(object_ids, default=0) > largest:
+                raise SAM2Error(
+                    f"Object id {max(object_ids)} does not fit the {dtype} labels: use a labels "
+                    "array of a larger integer type (e.g. uint32)."
+                )
             index = (slice(None),) * axis + (frame,)
             labels[index] = paint_objects(np.array(labels[index]), object_ids, masks, overwrite)
             yield frame
