@@ -220,6 +220,7 @@ class SAM2Widget(Container):
         except SAM2Error as err:
             _notify(err)
             return
+        self.status.value = ""
         for problem in problems:
             show_warning(problem)
 
