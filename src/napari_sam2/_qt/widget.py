@@ -22,6 +22,7 @@ from ..engine.errors import SAM2Error
 from ..engine.models import MICRO_MODEL, available_models
 from ..layers.annotation import AnnotationSession
 from . import workers
+from .automatic import AutomaticControls
 from .propagation import PropagationControls
 
 NEW_OBJECT_KEY = "n"
@@ -73,6 +74,8 @@ class SAM2Widget(Container):
         )
         self.overwrite = CheckBox(text="Masks may overwrite other objects", value=False)
         self.status = Label(value="")
+        self.automatic = AutomaticControls(self.session, _notify)
+        self.automatic.label = "Automatic"
         self.propagation = PropagationControls(self.session, _notify)
         self.propagation.label = "Propagate"
         self.extend(
@@ -93,6 +96,7 @@ class SAM2Widget(Container):
                 self.refine_button,
                 self.overwrite,
                 self.status,
+                self.automatic,
                 self.propagation,
             ]
         )
