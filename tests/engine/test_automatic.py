@@ -74,6 +74,14 @@ def test_segment_everything_shapes_and_ids(random_segmenter, gray_image):
     assert np.array_equal(ids, np.arange(1, len(ids) + 1))
 
 
+def test_segment_everything_before_set_image(random_checkpoint):
+    from napari_sam2 import Segmenter
+
+    seg = Segmenter("sam2.1_hiera_micro", device="cpu", checkpoint=random_checkpoint)
+    with pytest.raises(SAM2Error, match="set_image"):
+        seg.segment_everything()
+
+
 def test_bad_options_get_clear_errors(random_segmenter, gray_image):
     random_segmenter.set_image(gray_image)
     with pytest.raises(SAM2Error, match="Unknown automatic-mask option"):
