@@ -72,6 +72,7 @@ def test_segment_everything_shapes_and_ids(random_segmenter, gray_image):
     assert labels.shape == gray_image.shape and labels.dtype == np.int32
     ids = np.unique(labels[labels > 0])
     assert np.array_equal(ids, np.arange(1, len(ids) + 1))
+    assert len(seg.last_proposals) >= len(ids)
 
 
 def test_segment_everything_before_set_image(random_checkpoint):

@@ -42,6 +42,7 @@ class Segmenter:
         self._factor = 1
         self._plane: np.ndarray | None = None
         self._normalization: Normalization | None = None
+        self.last_proposals: list = []  # MaskProposals of the last segment_everything
 
     @property
     def info(self) -> dict:
@@ -119,6 +120,7 @@ class Segmenter:
         proposals = yield from iter_mask_proposals(
             self.model, frame, settings, self.session.embedding()
         )
+        self.last_proposals = proposals
         labels = paint_labels(proposals, frame.shape[:2], settings)
         if self._factor > 1:
             labels = _upscale(labels, self._factor, self._shape)
