@@ -47,6 +47,7 @@ class Segmenter:
         self._factor = 1
         self._plane: np.ndarray | None = None
         self._normalization: Normalization | None = None
+        self.last_proposals: list = []  # MaskProposals of the last segment_everything
 
     @property
     def info(self) -> dict:
@@ -125,6 +126,7 @@ class Segmenter:
             frame, embedding = self.current_frame(), self.session.embedding()
             shape, factor = self._shape, self._factor
         proposals = yield from iter_mask_proposals(self.model, frame, settings, embedding)
+        self.last_proposals = proposals
         labels = paint_labels(proposals, frame.shape[:2], settings)
         return _upscale(labels, factor, shape) if factor > 1 else labels
 
