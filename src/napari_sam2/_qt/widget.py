@@ -22,6 +22,7 @@ from ..engine.errors import SAM2Error
 from ..engine.models import MICRO_MODEL, available_models
 from ..layers.annotation import AnnotationSession
 from . import workers
+from .apps import AppsControls
 from .automatic import AutomaticControls
 from .propagation import PropagationControls
 
@@ -78,6 +79,8 @@ class SAM2Widget(Container):
         self.automatic.label = "Automatic"
         self.propagation = PropagationControls(self.session, _notify)
         self.propagation.label = "Propagate"
+        self.apps = AppsControls(self.session, _notify)
+        self.apps.label = "Objects"
         self.extend(
             [
                 self.model,
@@ -98,6 +101,7 @@ class SAM2Widget(Container):
                 self.status,
                 self.automatic,
                 self.propagation,
+                self.apps,
             ]
         )
 
