@@ -813,6 +813,12 @@ def main(argv=None) -> None:
     ap.add_argument("--clip-workers", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument(
+        "--image-lr-mult",
+        type=float,
+        default=1.0,
+        help="lr factor for the image parts (backbone, prompt encoder, decoder)",
+    )
     ap.add_argument("--total-steps", type=int, default=0, help="0: plan from --budget-s")
     ap.add_argument("--budget-s", type=float, default=900.0, help="training time to plan for")
     ap.add_argument("--time-limit", type=float, default=500.0, help="stop and save after this")
@@ -837,7 +843,24 @@ def main(argv=None) -> None:
     if args.overfit:
         overfit_check(model, device, args.overfit, args.seed)
         return
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    memory_parts = (
+        "memory_attention",
+        "memory_encoder",
+        "obj_ptr",
+        "maskmem_tpos_enc",
+        "no_obj",
+        "mask_downsample",
+    )
+    is_mem = [any(n.startswith(k) for k in memory_parts) for n, _ in model.named_parameters()]
+    params = [p for _, p in model.named_parameters()]
+    groups = [
+        {"params": [p for p, m in zip(params, is_mem, strict=True) if m], "mult": 1.0},
+        {
+            "params": [p for p, m in zip(params, is_mem, strict=True) if not m],
+            "mult": args.image_lr_mult,
+        },
+    ]
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
     meta = {"step": 0, "total_steps": args.total_steps, "seed": args.seed, "train_s": 0.0}
     log: list = []
     if args.resume:
@@ -895,7 +918,7 @@ def main(argv=None) -> None:
             meta["total_steps"] = int(args.budget_s / rate)
             print(json.dumps({"s_per_step": round(rate, 4), "planned_steps": meta["total_steps"]}))
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, meta["total_steps"] or 10**6, args.lr, args.warmup)
+            g["lr"] = g["mult"] * lr_at(step, meta["total_steps"] or 10**6, args.lr, args.warmup)
         frac = step / max(1, meta["total_steps"] or 10**6)
         progress.value = frac
         loss, metrics = image_step(model, batch, frac, gen, device)
@@ -911,7 +934,7 @@ def main(argv=None) -> None:
         for k, v in metrics.items():
             acc.setdefault(k, []).append(v)
         if (step + 1) % args.log_every == 0:
-            row = {"step": step + 1, "lr": g["lr"], "grad_norm": float(gn)}
+            row = {"step": step + 1, "lr": opt.param_groups[0]["lr"], "grad_norm": float(gn)}
             row.update({k: round(float(np.mean(v)), 4) for k, v in acc.items()})
             row["elapsed_s"] = round(meta["train_s"] + time.time() - t0, 1)
             log.append(row)
