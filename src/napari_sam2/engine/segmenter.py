@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator, Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from .frames import Normalization, select_channels, shrink_factor, to_model_fram
 from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
 from .prompts import PromptSet
+from .video import Frames, FrameStream, PropagationSession, frame_source_for
 
 
 class Segmenter:
@@ -38,6 +40,9 @@ class Segmenter:
         self.device = select_device(device)
         self.model = build_model(model, checkpoint, self.device)
         self.session = ImageSession(self.model)
+        # Held while the current image is set and used, so that worker threads (clicks,
+        # segment-everything) never interleave a set_plane with another's predict.
+        self.lock = threading.RLock()
         self._shape: tuple[int, int] | None = None
         self._factor = 1
         self._plane: np.ndarray | None = None
@@ -87,11 +92,12 @@ class Segmenter:
         """
         plane = np.asarray(plane)
         key = (plane_fingerprint(plane), normalization)
-        cached = self.session.is_cached(key)
-        self.session.set_frame(None if cached else to_model_frame(plane, normalization), key)
-        self._shape = plane.shape[:2]
-        self._factor = shrink_factor(plane.shape)
-        self._plane, self._normalization = plane, normalization
+        with self.lock:
+            cached = self.session.is_cached(key)
+            self.session.set_frame(None if cached else to_model_frame(plane, normalization), key)
+            self._shape = plane.shape[:2]
+            self._factor = shrink_factor(plane.shape)
+            self._plane, self._normalization = plane, normalization
 
     def current_frame(self) -> np.ndarray:
         """The current image as the model sees it: (h, w, 3) float32 in [0, 1], maybe shrunk."""
@@ -103,11 +109,11 @@ class Segmenter:
         """Boolean (H, W) mask of one object from clicks, a box and/or a mask prompt."""
         if self._shape is None:
             raise SAM2Error("No image is set: call set_image first.")
-        prompts = PromptSet.from_arguments(points, point_labels, box, mask).validate(self._shape)
-        result, _ = self.session.predict(prompts.scaled(self._factor))
-        if self._factor > 1:
-            result = _upscale(result, self._factor, self._shape)
-        return result
+        with self.lock:
+            shape, factor = self._shape, self._factor
+            prompts = PromptSet.from_arguments(points, point_labels, box, mask).validate(shape)
+            result, _ = self.session.predict(prompts.scaled(factor))
+        return _upscale(result, factor, shape) if factor > 1 else result
 
     def iter_segment_everything(self, **options) -> Generator[Progress, None, np.ndarray]:
         """``segment_everything`` as a generator: yields ``Progress``, returns the labels.
@@ -116,15 +122,13 @@ class Segmenter:
         closing the generator cancels the work at the next point batch.
         """
         settings = AutomaticOptions.from_kwargs(**options)
-        frame = self.current_frame()
-        proposals = yield from iter_mask_proposals(
-            self.model, frame, settings, self.session.embedding()
-        )
+        with self.lock:  # the generator works on its own copy of the image and embedding
+            frame, embedding = self.current_frame(), self.session.embedding()
+            shape, factor = self._shape, self._factor
+        proposals = yield from iter_mask_proposals(self.model, frame, settings, embedding)
         self.last_proposals = proposals
         labels = paint_labels(proposals, frame.shape[:2], settings)
-        if self._factor > 1:
-            labels = _upscale(labels, self._factor, self._shape)
-        return labels
+        return _upscale(labels, factor, shape) if factor > 1 else labels
 
     def segment_everything(self, **options) -> np.ndarray:
         """int32 labels (0 = background) of every object SAM2 finds in the current image.
@@ -138,6 +142,71 @@ class Segmenter:
                 next(work)
             except StopIteration as done:
                 return done.value
+
+    def propagation_session(
+        self,
+        stack,
+        frame_axis: int = 0,
+        contrast_limits: Sequence[float] | None = None,
+        channel_axis: int | None = None,
+        channels: Sequence[int] | None = None,
+        frame_range: tuple[int, int] | None = None,
+    ) -> PropagationSession:
+        """A ``PropagationSession`` over ``stack`` for prompting, propagating and correcting.
+
+        ``stack`` is any (T, H, W[, C]) array — numpy, dask, zarr, or a lazy video — read one
+        frame at a time with one normalisation for the whole stack (``contrast_limits``, or
+        stack-wide percentiles by default). ``frame_axis`` says which axis is time or z;
+        ``frame_range`` (first, stop) limits the frames propagated through.
+        """
+        source = frame_source_for(stack, frame_axis, contrast_limits, channel_axis, channels)
+        return PropagationSession(self.model, source, frame_range)
+
+    def propagate(
+        self,
+        stack,
+        prompts: dict,
+        direction: str = "both",
+        frame_axis: int = 0,
+        contrast_limits: Sequence[float] | None = None,
+        channel_axis: int | None = None,
+        channels: Sequence[int] | None = None,
+        frame_range: tuple[int, int] | None = None,
+    ) -> FrameStream:
+        """Track prompted objects through a stack; yields ``(frame, object_ids, masks)``.
+
+        ``prompts`` maps a frame index to {object id: dict(points=, point_labels=, box=,
+        mask=)} in the conventions of ``predict``. ``direction`` is "forward", "backward" or
+        "both". Masks are boolean (n_objects, H, W) arrays, yielded as frames finish; pass the
+        stream to ``write_labels`` to fill a labels array. Bad input raises ``SAM2Error`` here,
+        before any frame is computed. ``len()`` of the stream is the number of frames it will
+        yield; closing it cancels. For corrections and objects added later, keep a
+        ``propagation_session`` instead.
+
+        >>> labels = np.zeros(stack.shape, np.uint16)                          # doctest: +SKIP
+        >>> stream = seg.propagate(stack, {0: {1: dict(points=[(120, 80)])}})   # doctest: +SKIP
+        >>> for frame in write_labels(stream, labels):                          # doctest: +SKIP
+        ...     print(f"frame {frame} done")
+        """
+        session = self.propagation_session(
+            stack, frame_axis, contrast_limits, channel_axis, channels, frame_range
+        )
+        try:
+            session.add_prompts(prompts)
+            steps = session.plan(direction)
+        except BaseException:
+            session.close()
+            raise
+        return FrameStream(_closing(session, session.run(steps)), len(steps))
+
+
+def _closing(session: PropagationSession, frames: Frames) -> Frames:
+    """Yield from ``frames``, closing ``session`` when done or when the consumer stops."""
+    try:
+        yield from frames
+    finally:
+        frames.close()
+        session.close()
 
 
 def _upscale(mask: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
