@@ -43,11 +43,32 @@ def base_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="few repeats, small models (CPU)")
     parser.add_argument("--out", type=Path, default=None, help="also append JSON lines here")
     parser.add_argument(
+        "--hidden",
+        action="store_true",
+        help="napari parts: a hidden viewer (never draws, re-slices on every Labels edit)",
+    )
+    parser.add_argument(
         "--micro-checkpoint",
         default=None,
         help="trained micro weights (default: random micro weights)",
     )
     return parser
+
+
+WINDOW = (1600, 1000)
+
+
+def open_viewer(hidden: bool):
+    """A napari viewer as a user has it: shown (on Xvfb where there is no display), 1600×1000.
+
+    A hidden viewer never uploads its textures, so every Labels edit falls back to a full
+    re-slice there: ``hidden=True`` overstates the cost of writing a mask and skips drawing.
+    """
+    import napari
+
+    viewer = napari.Viewer(show=not hidden)
+    viewer.window.resize(*WINDOW)
+    return viewer
 
 
 def environment(device) -> dict:

@@ -9,9 +9,11 @@ load, this measures
   same pixels already normalised to float RGB;
 * ``click``: ``Segmenter.predict`` of one click on the cached embedding, against the official
   ``SAM2ImagePredictor.predict`` of the same click (three masks, the best kept by both);
-* with napari installed (``--napari``, the default on CPU): click → Labels layer updated in a
-  headless viewer, first driving ``AnnotationSession.request/compute/apply`` in the GUI thread
-  (the pure cost), then through the dock widget and its worker thread (what a user waits for).
+* with napari installed (``--napari``, the default where it is): click → Labels layer updated
+  in a viewer (shown, on Xvfb where there is no display), first driving
+  ``AnnotationSession.request/compute/apply`` in the GUI thread step by step (then also the
+  redraw that follows), then through the dock widget and its worker thread (what a user
+  waits for, up to the Labels data changing).
 
 Models use random weights (``"weights": "random"``) unless ``--micro-checkpoint`` gives the
 trained micro model: speed does not depend on the weights. bfloat16 is CUDA autocast, as
@@ -20,7 +22,7 @@ sam2's own examples use it; float32 on CUDA switches the engine's autocast off f
 Examples::
 
     python bench/interactive.py --device cuda --out results.jsonl
-    xvfb-run -a python bench/interactive.py --device cpu --quick
+    xvfb-run -a -s "-screen 0 1920x1080x24" python bench/interactive.py --device cpu --quick
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from _common import (
     base_parser,
     checkpoint_for,
     environment,
+    open_viewer,
     sync,
 )
 
@@ -182,13 +185,12 @@ def bench_engine(seg, image, clicks, dtype, args, record, fields) -> None:
 
 def bench_napari(seg, image, clicks, args, record, fields) -> None:
     """Click → Labels updated in a headless viewer: the session's steps, then the dock widget."""
-    import napari
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
     from napari_sam2.layers.annotation import AnnotationSession
 
-    viewer = napari.Viewer(show=False)
+    viewer = open_viewer(args.hidden)
     app = QApplication.instance()
     try:
         layer = viewer.add_image(image)
@@ -223,7 +225,10 @@ def bench_napari(seg, image, clicks, args, record, fields) -> None:
         for key, seconds in parts.items():
             metric = f"click_to_labels_{key}"
             record.timings(metric, seconds, impl="ours", path="session", **fields)
+        # What follows apply in the GUI thread: the redraw of the changed Labels region.
         record.timings("events_after_apply", events, impl="ours", path="session", **fields)
+        drawn = [total + ev for total, ev in zip(parts["total"], events, strict=True)]
+        record.timings("click_to_labels_drawn", drawn, impl="ours", path="session", **fields)
         viewer.layers.clear()
 
         # The same through the dock widget: point added → worker → apply in the GUI thread.

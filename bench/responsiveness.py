@@ -1,6 +1,7 @@
 """Does napari stay responsive? The Qt event loop's longest stall during the plugin's long jobs.
 
-A 5 ms ``QTimer`` probe runs in the GUI thread of a headless viewer with the dock widget open;
+A 5 ms ``QTimer`` probe runs in the GUI thread of a viewer (shown; on Xvfb where there is no
+display) with the dock widget open;
 every gap between two ticks is time the event loop could not serve the user. The longest gap
 is reported for each phase:
 
@@ -11,12 +12,14 @@ is reported for each phase:
 
 The time the GUI thread spends in ``AnnotationSession.apply`` (writing a mask into the Labels
 layer, the only model-related step that has to run there) is reported too, since it is what
-such a stall is made of. Target: every stall under 50 ms. Needs napari and a display (run it
-under ``xvfb-run -a`` on a machine without one). Models use random weights.
+such a stall is made of, as is drawing (software OpenGL on Xvfb: slower than a GPU's).
+Target: every stall under 50 ms. Needs napari and a display (``xvfb-run`` on a machine
+without one). Models use random weights unless ``--micro-checkpoint`` is given.
 
 Example::
 
-    xvfb-run -a python bench/responsiveness.py --device cpu --model tiny --size 4096
+    xvfb-run -a -s "-screen 0 1920x1080x24" \\
+        python bench/responsiveness.py --device cpu --model tiny --size 4096
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from _common import MODEL_NAMES, Recorder, base_parser, checkpoint_for, environment
+from _common import (
+    MODEL_NAMES,
+    Recorder,
+    base_parser,
+    checkpoint_for,
+    environment,
+    open_viewer,
+)
 
 PROBE_MS = 5
 TARGET_MS = 50
@@ -92,8 +102,6 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     clicks_n = args.clicks or (5 if args.quick else 20)
 
-    import napari
-
     import napari_sam2._qt.workers  # noqa: F401  (triton guard before any canvas)
     from napari_sam2.engine.models import select_device
     from napari_sam2.engine.synthetic import synthetic_cells
@@ -109,7 +117,7 @@ def main(argv=None) -> None:
         for obj in np.unique(cell_labels)[1:]
     ]
 
-    viewer = napari.Viewer(show=False)
+    viewer = open_viewer(args.hidden)
     probe = StallProbe()
     try:
         _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "Segment with SAM2")

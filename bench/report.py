@@ -1,0 +1,195 @@
+"""Markdown tables and the plot for docs/performance.md, from the benchmarks' JSON lines.
+
+    python bench/report.py bench/results/*.jsonl --plot docs/images/latency_per_model.png
+
+Prints the tables to stdout; nothing here measures anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+ORDER = [
+    "sam2.1_hiera_micro",
+    "sam2.1_hiera_tiny",
+    "sam2.1_hiera_small",
+    "sam2.1_hiera_base_plus",
+    "sam2.1_hiera_large",
+]
+
+
+def load(paths: list[Path]) -> list[dict]:
+    lines = []
+    for path in paths:
+        for text in path.read_text().splitlines():
+            text = text.strip()
+            if text.startswith("{"):
+                line = json.loads(text)
+                line["_file"] = path.name
+                lines.append(line)
+    return lines
+
+
+def short(model: str) -> str:
+    return model.replace("sam2.1_hiera_", "")
+
+
+def fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{digits}f}"
+
+
+def interactive_table(lines: list[dict], device: str) -> str:
+    rows = defaultdict(dict)
+    for line in lines:
+        if line.get("bench") != "interactive" or line.get("device") != device:
+            continue
+        key = (line["model"], line.get("dtype"))
+        metric, impl = line["metric"], line.get("impl")
+        path = line.get("path")
+        name = f"{metric}/{impl}" + (f"/{path}" if path else "")
+        rows[key][name] = line["value"]
+        rows[key][name + "/min"] = line.get("min")
+        rows[key]["_gpu"] = line.get("gpu")
+        if metric == "load":
+            for dtype in ("float32", "bfloat16"):
+                rows[(line["model"], dtype)]["load"] = line["value"]
+    head = (
+        "| model | dtype | embed ours (ms) | embed official (ms) | ratio | click ours (ms) "
+        "| click official (ms) | ratio |"
+    )
+    extra = device == "cuda"
+    if extra:
+        head += " GPU peak, embed (GiB) |"
+    else:
+        head += (
+            " click → Labels, session (ms) | of which apply (ms) | click → Labels, widget (ms) |"
+        )
+    out = [head, head_sep(head)]
+    for model in ORDER:
+        for dtype in ("float32", "bfloat16"):
+            row = rows.get((model, dtype))
+            if not row or "embed/ours" not in row:
+                continue
+            eo, ef = row.get("embed/ours"), row.get("embed/official")
+            co, cf = row.get("click/ours"), row.get("click/official")
+            cells = [
+                short(model),
+                dtype,
+                cell(row, not extra, "embed/ours"),
+                cell(row, not extra, "embed/official"),
+                f"{eo / ef:.2f}" if eo and ef else "–",
+                cell(row, not extra, "click/ours", 2),
+                cell(row, not extra, "click/official", 2),
+                f"{co / cf:.2f}" if co and cf else "–",
+            ]
+            if extra:
+                cells.append(fmt(row.get("gpu_peak_embed/both"), 2))
+            else:
+                cells += [
+                    cell(row, not extra, "click_to_labels_total/ours/session"),
+                    cell(row, not extra, "click_to_labels_apply/ours/session"),
+                    cell(row, not extra, "click_to_labels_total/ours/widget"),
+                ]
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def cell(row: dict, with_min: bool, name: str, digits: int = 1) -> str:
+    """A median, with the minimum (the run least disturbed by other load) when asked."""
+    text = fmt(row.get(name), digits)
+    if with_min and row.get(name + "/min") is not None:
+        text += f" (min {fmt(row[name + '/min'], digits)})"
+    return text
+
+
+def head_sep(head: str) -> str:
+    return "|" + "---|" * (head.count("|") - 1)
+
+
+def responsiveness_table(lines: list[dict]) -> str:
+    head = (
+        "| model | image | phase | longest stall (ms) | p99 gap (ms) | gaps > 50 ms "
+        "| GUI-thread apply (ms) |"
+    )
+    out = [head, head_sep(head)]
+    applies = {
+        (line["model"], line["size"], line["phase"]): line
+        for line in lines
+        if line.get("bench") == "responsiveness" and line["metric"] == "gui_thread_apply"
+    }
+    for line in lines:
+        if line.get("bench") != "responsiveness" or line["metric"] != "event_loop_max_stall":
+            continue
+        apply = applies.get((line["model"], line["size"], line["phase"]))
+        apply_text = "–"
+        if apply is not None:
+            apply_text = fmt(apply["value"])
+            if "max" in apply:
+                apply_text += f" (max {fmt(apply['max'])})"
+        out.append(
+            f"| {short(line['model'])} | {line['size']}² | {line['phase']} | "
+            f"{fmt(line['value'])} | {fmt(line['p99'])} | {line['stalls_over_target']} "
+            f"of {line['ticks']} | {apply_text} |"
+        )
+    return "\n".join(out)
+
+
+def plot_latency(lines: list[dict], path: Path) -> None:
+    """Click → mask latency per model size: GPU bf16 (ours, official) and CPU float32."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = defaultdict(dict)
+    for line in lines:
+        if line.get("bench") != "interactive" or line["metric"] != "click":
+            continue
+        if line.get("path"):
+            continue
+        label = f"{line['device']} {line['dtype']}, {line['impl']}"
+        series[label][line["model"]] = line["value"]
+    models = [m for m in ORDER if any(m in s for s in series.values())]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(1, len(series))
+    for k, (label, values) in enumerate(sorted(series.items())):
+        xs = [i + k * width for i, m in enumerate(models) if m in values]
+        ys = [values[m] for m in models if m in values]
+        ax.bar(xs, ys, width, label=label)
+    ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(models))])
+    ax.set_xticklabels([short(m) for m in models])
+    ax.set_yscale("log")
+    ax.set_ylabel("click → mask, median (ms, log scale)")
+    ax.set_title("Click latency on a cached 1024² embedding (random weights)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args(argv)
+    lines = load(args.files)
+    for device in ("cuda", "cpu"):
+        if any(line.get("device") == device for line in lines):
+            print(f"\n### interactive, {device}\n")
+            print(interactive_table(lines, device))
+    if any(line.get("bench") == "responsiveness" for line in lines):
+        print("\n### responsiveness\n")
+        print(responsiveness_table(lines))
+    if args.plot:
+        plot_latency(lines, args.plot)
+
+
+if __name__ == "__main__":
+    main()
