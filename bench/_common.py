@@ -104,6 +104,8 @@ class Recorder:
     def __call__(self, metric: str, value, unit: str, **fields) -> dict:
         line = {"bench": self.bench, **fields, "metric": metric, "value": value, "unit": unit}
         line.update(self.env)
+        # Other processes' load: on a shared machine it explains slow absolute times.
+        line["load_avg_1min"] = round(os.getloadavg()[0], 2)
         text = json.dumps(line)
         print(text, flush=True)
         if self.out is not None:
