@@ -1,10 +1,10 @@
 """Does napari stay responsive? The Qt event loop's longest stall during the plugin's long jobs.
 
 A 5 ms ``QTimer`` probe runs in the GUI thread of a viewer (shown; on Xvfb where there is no
-display) with the dock widget open;
-every gap between two ticks is time the event loop could not serve the user. The longest gap
-is reported for each phase:
+display) with the dock widget open; every gap between two ticks is time the event loop could
+not serve the user. The longest gap is reported for each phase:
 
+* ``idle``: nothing runs; the baseline set by drawing and by other processes on the machine;
 * ``load``: the widget loads a model (its worker builds it and reads the checkpoint);
 * ``first_click``: the first click on a large image (default 4096², uint16): the worker hashes,
   normalises, shrinks and embeds the plane, then the mask is written into the Labels layer;
@@ -62,7 +62,7 @@ class StallProbe:
         return np.diff(ticks) * 1000
 
 
-def wait_for(condition, timeout_s: float = 600) -> None:
+def wait_for(condition, timeout_s: float = 600, fail: bool = True) -> None:
     """Serve the event loop (as napari's would) until ``condition()`` holds."""
     from qtpy.QtCore import QEventLoop, QTimer
 
@@ -75,7 +75,7 @@ def wait_for(condition, timeout_s: float = 600) -> None:
     if not condition():
         loop.exec()
     check.stop()
-    if not condition():
+    if fail and not condition():
         raise RuntimeError(f"gave up waiting after {timeout_s} s")
 
 
@@ -99,6 +99,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model", choices=list(MODEL_NAMES), default="tiny")
     parser.add_argument("--size", type=int, default=4096, help="side of the square image")
     parser.add_argument("--clicks", type=int, default=None)
+    parser.add_argument("--idle-s", type=float, default=3.0, help="baseline probe length")
     args = parser.parse_args(argv)
     clicks_n = args.clicks or (5 if args.quick else 20)
 
@@ -134,6 +135,10 @@ def main(argv=None) -> None:
             return out
 
         widget.session.apply = timed_apply
+        # Baseline: the same probe while nothing runs (drawing and other processes' load).
+        probe.start()
+        wait_for(lambda: False, timeout_s=args.idle_s, fail=False)
+        report(record, "idle", probe.stop(), model=name, device=device.type, size=args.size)
         with checkpoint_for(name, args.micro_checkpoint) as (path, weights):
             fields = dict(model=name, device=device.type, size=args.size, weights=weights)
             widget.checkpoint.value = path
