@@ -88,3 +88,31 @@ def test_layer_removed_while_segmenting(
     viewer.layers.remove(layer)
     qtbot.waitUntil(lambda: any("removed" in m for m in notifications), timeout=30_000)
     assert not labels.data.any()
+
+
+def test_deleting_every_prompt_removes_only_that_mask(viewer_widget, cells_image, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(cells_image)
+    labels = viewer.add_labels(_user_labels(cells_image.shape))
+    session = start(widget, layer, labels)
+    session.points_layer.add([[30, 35]])
+    qtbot.waitUntil(lambda: (labels.data == session.object_id).any(), timeout=30_000)
+    session.points_layer.data = np.empty((0, 2))
+    settle(widget, qtbot)
+    np.testing.assert_array_equal(labels.data, _user_labels(cells_image.shape))
+
+
+def test_corrupt_checkpoint_chosen_in_the_widget(
+    make_napari_viewer, tmp_path, qtbot, notifications
+):
+    from .driving import WIDGET
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    widget.checkpoint.value = broken
+    widget.load_model()
+    qtbot.waitUntil(lambda: any("broken.pt" in m for m in notifications), timeout=30_000)
+    qtbot.waitUntil(lambda: widget.load_button.enabled, timeout=5_000)
+    assert widget.session.segmenter is None and widget.model_info.value == "no model"

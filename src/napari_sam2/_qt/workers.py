@@ -24,11 +24,12 @@ from ..engine.segmenter import Segmenter
 from ..layers.annotation import AnnotationSession, SegmentationRequest
 
 
-@thread_worker(progress={"total": 0, "desc": "SAM2: loading model"})
+# ignore_errors: the widget connects ``errored`` to a notification instead of a re-raise.
+@thread_worker(progress={"total": 0, "desc": "SAM2: loading model"}, ignore_errors=True)
 def load_model(model: str, device: str | None, checkpoint: str | None) -> Segmenter:
     return Segmenter(model, device=device, checkpoint=checkpoint)
 
 
-@thread_worker(progress={"total": 0, "desc": "SAM2: segmenting"})
+@thread_worker(progress={"total": 0, "desc": "SAM2: segmenting"}, ignore_errors=True)
 def segment(segmenter: Segmenter, request: SegmentationRequest) -> dict:
     return AnnotationSession.compute(segmenter, request)

@@ -66,6 +66,16 @@ class ImageSession:
         self.predictor._is_image_set = True
         self.key = key
 
+    def embedding(self) -> tuple[dict, tuple[int, int]]:
+        """The current frame's image features and its (h, w), as the predictor holds them.
+
+        Other SAM2 predictors built on the same model (the automatic mask generator) can reuse
+        them instead of running the image encoder again.
+        """
+        if self.key is None:
+            raise SAM2Error("No image is set: call set_image first.")
+        return self._cache[self.key]
+
     def predict(self, prompts: PromptSet) -> tuple[np.ndarray, float]:
         """Boolean mask of the current frame and SAM2's predicted IoU for it.
 

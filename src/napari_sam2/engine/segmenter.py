@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .automatic import AutomaticOptions, Progress, iter_mask_proposals, paint_labels
 from .errors import SAM2Error
 from .frames import Normalization, select_channels, shrink_factor, to_model_frame
 from .image import ImageSession, plane_fingerprint
@@ -39,6 +40,8 @@ class Segmenter:
         self.session = ImageSession(self.model)
         self._shape: tuple[int, int] | None = None
         self._factor = 1
+        self._plane: np.ndarray | None = None
+        self._normalization: Normalization | None = None
 
     @property
     def info(self) -> dict:
@@ -87,6 +90,13 @@ class Segmenter:
         self.session.set_frame(None if cached else to_model_frame(plane, normalization), key)
         self._shape = plane.shape[:2]
         self._factor = shrink_factor(plane.shape)
+        self._plane, self._normalization = plane, normalization
+
+    def current_frame(self) -> np.ndarray:
+        """The current image as the model sees it: (h, w, 3) float32 in [0, 1], maybe shrunk."""
+        if self._plane is None:
+            raise SAM2Error("No image is set: call set_image first.")
+        return to_model_frame(self._plane, self._normalization)
 
     def predict(self, points=None, point_labels=None, box=None, mask=None) -> np.ndarray:
         """Boolean (H, W) mask of one object from clicks, a box and/or a mask prompt."""
@@ -97,6 +107,35 @@ class Segmenter:
         if self._factor > 1:
             result = _upscale(result, self._factor, self._shape)
         return result
+
+    def iter_segment_everything(self, **options) -> Generator[Progress, None, np.ndarray]:
+        """``segment_everything`` as a generator: yields ``Progress``, returns the labels.
+
+        Made for GUI workers (``thread_worker`` reports the yields and returns the value);
+        closing the generator cancels the work at the next point batch.
+        """
+        settings = AutomaticOptions.from_kwargs(**options)
+        frame = self.current_frame()
+        proposals = yield from iter_mask_proposals(
+            self.model, frame, settings, self.session.embedding()
+        )
+        labels = paint_labels(proposals, frame.shape[:2], settings)
+        if self._factor > 1:
+            labels = _upscale(labels, self._factor, self._shape)
+        return labels
+
+    def segment_everything(self, **options) -> np.ndarray:
+        """int32 labels (0 = background) of every object SAM2 finds in the current image.
+
+        ``options`` are the fields of ``AutomaticOptions`` (points_per_side, pred_iou_thresh,
+        stability_score_thresh, crop_n_layers, min_area, larger_first, ...).
+        """
+        work = self.iter_segment_everything(**options)
+        while True:
+            try:
+                next(work)
+            except StopIteration as done:
+                return done.value
 
 
 def _upscale(mask: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,255 @@
+"""Segment everything: SAM2's stock automatic mask generator, batch by batch, as a generator.
+
+``SAM2AutomaticMaskGenerator`` (sam2's own class, its filtering and NMS untouched) prompts the
+model with a grid of points and keeps the confident, stable, non-duplicate masks. Its
+``generate`` is one long call; here the same per-batch step (``_process_batch``) is driven
+from a generator that yields a ``Progress`` after every point batch, so a GUI worker can show
+progress and cancel by closing the generator. The full-image embedding is the one the
+``ImageSession`` already holds, so "segment everything" after a few clicks does not re-embed.
+The proposals are then painted into one non-overlapping int32 label image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import SAM2Error
+from .models import inference_context
+
+
+@dataclass(frozen=True)
+class AutomaticOptions:
+    """Settings of the automatic mask generator, with defaults chosen for microscopy.
+
+    The grid, thresholds and crop settings are passed to ``SAM2AutomaticMaskGenerator``
+    unchanged (see its docstring). Compared with sam2's defaults (tuned for photos with the
+    large model), the IoU and stability thresholds are a little lower so that faint cells
+    survive, tiny specks (``min_area``) are dropped, and masks covering more than
+    ``max_area_fraction`` of the image (the background, the whole dish) are dropped too.
+    ``larger_first`` paints large masks first so that smaller ones lying on them stay
+    visible; False paints small masks first and lets large ones cover them.
+    """
+
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.7
+    stability_score_thresh: float = 0.9
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    crop_n_layers: int = 0
+    crop_nms_thresh: float = 0.7
+    crop_overlap_ratio: float = 512 / 1500
+    crop_n_points_downscale_factor: int = 1
+    use_m2m: bool = False
+    multimask_output: bool = True
+    min_area: int = 16
+    max_area_fraction: float = 0.6
+    larger_first: bool = True
+
+    @classmethod
+    def from_kwargs(cls, **options) -> AutomaticOptions:
+        """Options from keyword arguments, with a clear error for unknown names or values."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise SAM2Error(
+                f"Unknown automatic-mask option(s) {unknown}; choose among {sorted(names)}."
+            )
+        return cls(**options).validate()
+
+    def validate(self) -> AutomaticOptions:
+        if self.points_per_side < 1 or self.points_per_batch < 1:
+            raise SAM2Error("points_per_side and points_per_batch must be at least 1.")
+        for name in ("pred_iou_thresh", "stability_score_thresh", "max_area_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise SAM2Error(f"{name} must lie between 0 and 1, got {value}.")
+        if self.crop_n_layers < 0 or self.min_area < 0:
+            raise SAM2Error("crop_n_layers and min_area cannot be negative.")
+        return self
+
+    def generator_kwargs(self) -> dict:
+        """The keyword arguments of ``SAM2AutomaticMaskGenerator`` these options fix."""
+        return {
+            "points_per_side": self.points_per_side,
+            "points_per_batch": self.points_per_batch,
+            "pred_iou_thresh": self.pred_iou_thresh,
+            "stability_score_thresh": self.stability_score_thresh,
+            "stability_score_offset": self.stability_score_offset,
+            "box_nms_thresh": self.box_nms_thresh,
+            "crop_n_layers": self.crop_n_layers,
+            "crop_nms_thresh": self.crop_nms_thresh,
+            "crop_overlap_ratio": self.crop_overlap_ratio,
+            "crop_n_points_downscale_factor": self.crop_n_points_downscale_factor,
+            "use_m2m": self.use_m2m,
+            "multimask_output": self.multimask_output,
+            "output_mode": "uncompressed_rle",
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``total`` point batches processed (over all crops)."""
+
+    done: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+@dataclass
+class MaskProposal:
+    """One mask the generator kept, as sam2's uncompressed RLE (decoded on demand)."""
+
+    rle: dict
+    area: int
+    predicted_iou: float
+    stability_score: float
+
+    @property
+    def mask(self) -> np.ndarray:
+        from sam2.utils.amg import rle_to_mask
+
+        return rle_to_mask(self.rle)
+
+
+def iter_mask_proposals(
+    model: torch.nn.Module,
+    frame: np.ndarray,
+    options: AutomaticOptions,
+    embedding: tuple[dict, tuple[int, int]] | None = None,
+) -> Generator[Progress, None, list[MaskProposal]]:
+    """Run the stock generator over ``frame`` ((h, w, 3) float in [0, 1]) batch by batch.
+
+    Yields a ``Progress`` after each point batch and returns the kept proposals, sorted by
+    decreasing area. ``embedding`` (features, (h, w)) is the full frame's image embedding if
+    it is already known (the image session's), saving one pass of the image encoder.
+    Closing the generator stops the work at the next batch.
+    """
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+    from sam2.utils.amg import MaskData, area_from_rle, batch_iterator, generate_crop_boxes
+    from torchvision.ops.boxes import batched_nms, box_area
+
+    amg = SAM2AutomaticMaskGenerator(model, **options.generator_kwargs())
+    predictor = amg.predictor
+    device = next(model.parameters()).device
+    h, w = frame.shape[:2]
+    crop_boxes, layers = generate_crop_boxes((h, w), amg.crop_n_layers, amg.crop_overlap_ratio)
+    batches = [math.ceil(len(amg.point_grids[layer]) / amg.points_per_batch) for layer in layers]
+    total, done = sum(batches), 0
+    yield Progress(0, total)
+
+    everything = MaskData()
+    try:
+        for crop_box, layer in zip(crop_boxes, layers, strict=True):
+            x0, y0, x1, y1 = crop_box
+            crop_hw = (y1 - y0, x1 - x0)
+            with inference_context(device):
+                if embedding is not None and crop_hw == (h, w):
+                    _restore_embedding(predictor, *embedding)
+                else:
+                    predictor.set_image(frame[y0:y1, x0:x1])
+            # The point grid is in (x, y) fractions of the crop, as the generator expects.
+            points = amg.point_grids[layer] * np.array(crop_hw)[None, ::-1]
+            in_crop = MaskData()
+            for (batch,) in batch_iterator(amg.points_per_batch, points):
+                with inference_context(device):
+                    in_crop.cat(amg._process_batch(batch, crop_hw, crop_box, (h, w), True))
+                done += 1
+                yield Progress(done, total)
+            with inference_context(device):
+                everything.cat(_dedupe_crop(in_crop, crop_box, amg.box_nms_thresh, batched_nms))
+        predictor.reset_predictor()
+        if len(crop_boxes) > 1 and _count(everything) > 1:
+            # Between crops, prefer masks found in smaller crops (as the stock generator does).
+            scores = 1 / box_area(everything["crop_boxes"]).to(everything["boxes"].device)
+            keep = batched_nms(
+                everything["boxes"].float(),
+                scores,
+                torch.zeros_like(everything["boxes"][:, 0]),
+                iou_threshold=amg.crop_nms_thresh,
+            )
+            everything.filter(keep)
+    finally:
+        predictor.reset_predictor()
+    if _count(everything) == 0:
+        return []
+    everything.to_numpy()
+    proposals = [
+        MaskProposal(
+            rle,
+            area_from_rle(rle),
+            float(everything["iou_preds"][i]),
+            float(everything["stability_score"][i]),
+        )
+        for i, rle in enumerate(everything["rles"])
+    ]
+    return sorted(proposals, key=lambda p: -p.area)
+
+
+def _count(data) -> int:
+    """Number of masks in a sam2 ``MaskData`` (which has no keys at all before the first cat)."""
+    return len(data["rles"]) if "rles" in dict(data.items()) else 0
+
+
+def _restore_embedding(predictor, features: dict, hw: tuple[int, int]) -> None:
+    """Give ``predictor`` an embedding computed elsewhere (the attributes set_image fills)."""
+    predictor.reset_predictor()
+    predictor._features = features
+    predictor._orig_hw = [hw]
+    predictor._is_image_set = True
+
+
+def _dedupe_crop(data, crop_box, nms_thresh, batched_nms):
+    """Box NMS inside one crop, then coordinates back in the full frame (the stock steps)."""
+    from sam2.utils.amg import uncrop_boxes_xyxy, uncrop_points
+
+    if _count(data) == 0:
+        return data
+    keep = batched_nms(
+        data["boxes"].float(),
+        data["iou_preds"],
+        torch.zeros_like(data["boxes"][:, 0]),
+        iou_threshold=nms_thresh,
+    )
+    data.filter(keep)
+    data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
+    data["points"] = uncrop_points(data["points"], crop_box)
+    data["crop_boxes"] = torch.tensor([crop_box for _ in range(len(data["rles"]))])
+    return data
+
+
+def paint_labels(
+    proposals: list[MaskProposal],
+    shape: tuple[int, int],
+    options: AutomaticOptions = AutomaticOptions(),
+) -> np.ndarray:
+    """Non-overlapping int32 labels 1..n from mask proposals (0 is background).
+
+    Proposals smaller than ``min_area`` or larger than ``max_area_fraction`` of the image are
+    dropped; the rest are painted large-to-small (or small-to-large), and masks that end up
+    completely hidden, or smaller than ``min_area`` after being overlapped, are removed. Ids
+    are given in painting order and then made consecutive.
+    """
+    labels = np.zeros(shape, dtype=np.int32)
+    max_area = options.max_area_fraction * shape[0] * shape[1]
+    kept = [p for p in proposals if options.min_area <= p.area <= max_area]
+    kept.sort(key=lambda p: p.area, reverse=options.larger_first)
+    for label, proposal in enumerate(kept, start=1):
+        labels[proposal.mask] = label
+    if not kept:
+        return labels
+    areas = np.bincount(labels.ravel(), minlength=len(kept) + 1)
+    survivors = areas >= max(options.min_area, 1)
+    survivors[0] = False
+    lookup = np.zeros(len(areas), dtype=np.int32)
+    lookup[survivors] = np.arange(1, survivors.sum() + 1, dtype=np.int32)
+    return lookup[labels]
