@@ -62,7 +62,7 @@ class Normalization:
             return cls((0.0,), (255.0,))
         if frame_axis is not None and data.shape[frame_axis] > max_frames:
             picks = np.linspace(0, data.shape[frame_axis] - 1, max_frames).round().astype(int)
-            data = np.take(data, picks, axis=frame_axis)
+            data = np.stack([read_frame(data, p, frame_axis) for p in picks], axis=frame_axis)
         step = max(1, int(math.sqrt(data.size / max_values)))
         index = tuple(
             slice(None, None, step) if ax >= data.ndim - 2 else slice(None)
@@ -85,6 +85,12 @@ class Normalization:
         out = (values.astype(np.float32, copy=False) - low) / span
         np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
         return np.clip(out, 0.0, 1.0, out=out)
+
+
+def read_frame(data, index: int, frame_axis: int) -> np.ndarray:
+    """One frame of a stack by plain indexing, which numpy, dask, zarr and lazy video arrays
+    all answer by reading that frame only (``np.take`` reads a whole zarr array)."""
+    return np.asarray(data[(slice(None),) * (frame_axis % data.ndim) + (int(index),)])
 
 
 def select_channels(
@@ -166,7 +172,7 @@ class FrameSource:
         return self.data.shape[self.frame_axis]
 
     def raw_plane(self, index: int) -> np.ndarray:
-        plane = np.asarray(np.take(self.data, index, axis=self.frame_axis))
+        plane = read_frame(self.data, index, self.frame_axis)
         channel_axis = self.channel_axis
         if channel_axis is not None and channel_axis > self.frame_axis:
             channel_axis -= 1

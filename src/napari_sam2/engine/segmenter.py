@@ -14,6 +14,7 @@ from .frames import Normalization, select_channels, shrink_factor, to_model_fram
 from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
 from .prompts import PromptSet
+from .video import Frames, PropagationSession, frame_source_for
 
 
 class Segmenter:
@@ -136,6 +137,64 @@ class Segmenter:
                 next(work)
             except StopIteration as done:
                 return done.value
+
+    def propagation_session(
+        self,
+        stack,
+        frame_axis: int = 0,
+        contrast_limits: Sequence[float] | None = None,
+        channel_axis: int | None = None,
+        channels: Sequence[int] | None = None,
+        frame_range: tuple[int, int] | None = None,
+    ) -> PropagationSession:
+        """A ``PropagationSession`` over ``stack`` for prompting, propagating and correcting.
+
+        ``stack`` is any (T, H, W[, C]) array — numpy, dask, zarr, or a lazy video — read one
+        frame at a time with one normalisation for the whole stack (``contrast_limits``, or
+        stack-wide percentiles by default). ``frame_axis`` says which axis is time or z;
+        ``frame_range`` (first, stop) limits the frames propagated through.
+        """
+        source = frame_source_for(stack, frame_axis, contrast_limits, channel_axis, channels)
+        return PropagationSession(self.model, source, frame_range)
+
+    def propagate(
+        self,
+        stack,
+        prompts: dict,
+        direction: str = "both",
+        frame_axis: int = 0,
+        contrast_limits: Sequence[float] | None = None,
+        channel_axis: int | None = None,
+        channels: Sequence[int] | None = None,
+        frame_range: tuple[int, int] | None = None,
+    ) -> Frames:
+        """Track prompted objects through a stack; yields ``(frame, object_ids, masks)``.
+
+        ``prompts`` maps a frame index to {object id: dict(points=, point_labels=, box=,
+        mask=)} in the conventions of ``predict``. ``direction`` is "forward", "backward" or
+        "both". Masks are boolean (n_objects, H, W) arrays, yielded as frames finish; pass the
+        stream to ``write_labels`` to fill a labels array. Bad input raises ``SAM2Error`` here,
+        before any frame is computed. For corrections and objects added later, keep a
+        ``propagation_session`` instead.
+        """
+        session = self.propagation_session(
+            stack, frame_axis, contrast_limits, channel_axis, channels, frame_range
+        )
+        try:
+            session.add_prompts(prompts)
+            steps = session.plan(direction)
+        except BaseException:
+            session.close()
+            raise
+        return _closing(session, session.run(steps))
+
+
+def _closing(session: PropagationSession, frames: Frames) -> Frames:
+    """Yield from ``frames``, closing ``session`` when done or when the consumer stops."""
+    try:
+        yield from frames
+    finally:
+        session.close()
 
 
 def _upscale(mask: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:

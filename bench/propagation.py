@@ -1,0 +1,277 @@
+"""Propagation benchmark: this engine against sam2's official predictor on the same frames.
+
+Both read the same JPEG files: the official ``SAM2VideoPredictor.init_state`` loads the whole
+folder up front; the engine reads a lazy array over the folder a frame at a time. One object is
+prompted with a click on frame 0 and tracked forward to the end. Each configuration runs in a
+fresh subprocess, so peak RSS is that run's own; one JSON line per run goes to stdout (and to
+``--out``):
+
+    {"engine": "ours", "frames": 1000, "time_to_first_mask_s": ..., "fps": ...,
+     "gpu_peak_gib": ..., "rss_peak_gib": ..., ...}
+
+Examples::
+
+    python bench/propagation.py --device cuda --model sam2.1_hiera_tiny --frames 100 1000 10000
+    python bench/propagation.py --device cpu --model sam2.1_hiera_micro --frames 10 30 --runs 1
+
+Weights are random unless ``--checkpoint`` is given (speed and memory do not depend on them).
+``--source`` is a folder of JPEG frames (default ../shared/data/bedroom); longer runs reuse its
+frames cyclically through hard links in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "bedroom"
+
+
+class JpegFolder:
+    """A folder of JPEG frames as a lazy (T, H, W, 3) uint8 array (decodes on indexing)."""
+
+    def __init__(self, folder: Path):
+        self.files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() == ".jpg")
+        first = self._read(0)
+        self.shape = (len(self.files), *first.shape)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 4
+
+    def _read(self, index: int) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.files[index]) as image:
+            return np.asarray(image.convert("RGB"))
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        return self._read(int(key[0]))[key[1:]]
+
+
+def frame_folder(source: Path, n: int, workdir: Path) -> Path:
+    """A folder of ``n`` frames named 00000.jpg …, hard links to ``source``'s frames."""
+    frames = sorted(p for p in source.iterdir() if p.suffix.lower() == ".jpg")
+    folder = workdir / f"frames_{n}"
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        target = folder / f"{i:05d}.jpg"
+        if not target.exists():
+            try:
+                os.link(frames[i % len(frames)], target)
+            except OSError:
+                target.write_bytes(frames[i % len(frames)].read_bytes())
+    return folder
+
+
+def build(name: str, checkpoint: str | None, device: str):
+    """The model as SAM2VideoPredictor; random weights unless a checkpoint is given."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from napari_sam2.engine import models
+
+    if checkpoint:
+        return models.build_model(name, checkpoint, device)
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    spec = models.model_spec(name)
+    overrides = models._IMAGE_OVERRIDES + models._VIDEO_OVERRIDES
+    cfg = OmegaConf.merge(
+        OmegaConf.load(models.config_path(spec)), OmegaConf.from_dotlist(overrides)
+    )
+    torch.manual_seed(0)
+    return instantiate(cfg.model, _recursive_=True).to(device).eval()
+
+
+class PeakSampler:
+    """Samples the process's RSS every few milliseconds in a thread (ru_maxrss counts the
+    model load too; this starts at the run)."""
+
+    def __init__(self):
+        import threading
+
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def one_run(args) -> dict:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from napari_sam2.engine.models import inference_context
+    from napari_sam2.engine.video import PropagationSession, frame_source_for
+
+    device = torch.device(args.device)
+    model = build(args.model, args.checkpoint, args.device)
+    folder = Path(args.folder)
+    data = JpegFolder(folder)
+    n, height, width = data.shape[:3]
+    click = (height // 2, width // 2)  # (row, col)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    gpu_before = torch.cuda.memory_allocated() if device.type == "cuda" else 0
+    first = None
+    done = 0
+    with PeakSampler() as rss:
+        start = time.perf_counter()
+        if args.engine == "ours":
+            session = PropagationSession(model, frame_source_for(data))
+            session.add_prompts({0: {1: dict(points=[click])}})
+            for _frame, _ids, found in session.propagate("forward"):
+                masks = found
+                done += 1
+                if first is None:
+                    first = time.perf_counter() - start
+            session.close()
+        else:
+            with inference_context(device):
+                state = model.init_state(str(folder))
+                model.add_new_points_or_box(state, 0, 1, points=[[click[1], click[0]]], labels=[1])
+                for _frame, _ids, logits in model.propagate_in_video(state):
+                    masks = (logits[:, 0] > 0).cpu().numpy()
+                    done += 1
+                    if first is None:
+                        first = time.perf_counter() - start
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        total = time.perf_counter() - start
+    tracking = total - first if done > 1 else total
+    return {
+        "engine": args.engine,
+        "model": args.model,
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+        "frames": n,
+        "frame_shape": [height, width],
+        "mask_shape": list(masks.shape),
+        "time_to_first_mask_s": round(first, 4),
+        "total_s": round(total, 3),
+        "fps": round((done - 1) / tracking, 3) if done > 1 else None,
+        "gpu_peak_gib": round((torch.cuda.max_memory_allocated() - gpu_before) / 2**30, 3)
+        if device.type == "cuda"
+        else None,
+        "rss_peak_gib": round(rss.peak / 2**30, 3),
+        "rss_max_process_gib": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3
+        ),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="sam2.1_hiera_tiny")
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--frames", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--engines", nargs="+", default=["ours", "official"])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument(
+        "--official-max-frames",
+        type=int,
+        default=2000,
+        help="skip the official path above this many frames (it holds them all)",
+    )
+    parser.add_argument("--out", type=Path, default=None)
+    # internal: one run in this process
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", default="ours", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_run(args)), flush=True)
+        return
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="sam2-bench-") as tmp:
+        for n in args.frames:
+            folder = frame_folder(args.source, n, Path(tmp))
+            for engine in args.engines:
+                if engine == "official" and n > args.official_max_frames:
+                    continue
+                for run in range(args.runs):
+                    command = [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        "--engine",
+                        engine,
+                        "--folder",
+                        str(folder),
+                        "--model",
+                        args.model,
+                        "--device",
+                        args.device,
+                    ]
+                    if args.checkpoint:
+                        command += ["--checkpoint", args.checkpoint]
+                    proc = subprocess.run(command, capture_output=True, text=True)
+                    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+                    if proc.returncode or not lines:
+                        row = {
+                            "engine": engine,
+                            "frames": n,
+                            "run": run,
+                            "error": proc.stderr.strip().splitlines()[-3:],
+                        }
+                    else:
+                        row = json.loads(lines[-1]) | {"run": run}
+                    results.append(row)
+                    line = json.dumps(row)
+                    print(line, flush=True)
+                    if args.out:
+                        with args.out.open("a") as handle:
+                            handle.write(line + "\n")
+    summary = {}
+    for row in results:
+        if "fps" in row and row["fps"]:
+            summary.setdefault((row["engine"], row["frames"]), []).append(row)
+    for (engine, n), rows in summary.items():
+        median = {
+            key: statistics.median(r[key] for r in rows if r.get(key) is not None)
+            for key in ("fps", "time_to_first_mask_s", "rss_peak_gib", "gpu_peak_gib")
+            if any(r.get(key) is not None for r in rows)
+        }
+        line = json.dumps(
+            {"summary": True, "engine": engine, "frames": n, "runs": len(rows)}
+            | {f"median_{k}": v for k, v in median.items()}
+        )
+        print(line, flush=True)
+        if args.out:
+            with args.out.open("a") as handle:
+                handle.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
