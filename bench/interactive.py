@@ -60,6 +60,22 @@ def variant(image: np.ndarray, i: int) -> np.ndarray:
     return np.roll(image, 3 * (i + 2), axis=1)
 
 
+def bench_preprocessing(image, device, repeats, record, fields) -> None:
+    """The engine's work before the image encoder: content hash, percentiles, normalisation."""
+    from napari_sam2.engine.frames import Normalization, to_model_frame
+    from napari_sam2.engine.image import plane_fingerprint
+
+    norm = Normalization.for_data(image)
+    steps = {
+        "hash": lambda i: plane_fingerprint(variant(image, i)),
+        "percentiles": lambda i: Normalization.for_data(variant(image, i)),
+        "normalise": lambda i: to_model_frame(variant(image, i), norm),
+        "roll": lambda i: variant(image, i),  # the benchmark's own cost, to subtract
+    }
+    for step, seconds in interleaved(steps, device, repeats, 1).items():
+        record.timings(f"preprocess_{step}", seconds, impl="ours", **fields)
+
+
 @contextlib.contextmanager
 def engine_precision(dtype: str, device):
     """The engine runs bf16 autocast on CUDA; for a float32 row on CUDA, turn autocast off."""
@@ -107,7 +123,11 @@ def interleaved(fns: dict, device, repeats: int, warmup: int) -> dict[str, list[
 
 
 def bench_engine(seg, image, clicks, dtype, args, record, fields) -> None:
-    """Embedding and click latency: this engine and the official predictor, same model."""
+    """Embedding and click latency: this engine and the official predictor, same model.
+
+    ``image`` must differ from the previous call's (the engine would find the embeddings of
+    the same pixels in its cache, whatever the precision).
+    """
     import torch
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
@@ -325,8 +345,12 @@ def main(argv=None) -> None:
             parameters=seg.info["parameters"],
         )
         record("load", round(load_s * 1000, 1), "ms", impl="ours", dtype="float32", **fields)
-        for dtype in dtypes:
-            bench_engine(seg, image, clicks, dtype, args, record, dict(fields, dtype=dtype))
+        for k, dtype in enumerate(dtypes):
+            # Each precision gets its own pixels (shifted by k rows), never the cached ones.
+            shifted = np.roll(image, k, axis=0)
+            bench_engine(seg, shifted, clicks, dtype, args, record, dict(fields, dtype=dtype))
+        if short == models[0]:
+            bench_preprocessing(image, device, args.embed_repeats, record, fields)
         if use_napari:
             napari_dtype = "bfloat16" if gpu else "float32"  # the engine's own default
             bench_napari(seg, image, clicks, args, record, dict(fields, dtype=napari_dtype))
