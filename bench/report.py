@@ -1,6 +1,9 @@
 """Markdown tables and the plot for docs/performance.md, from the benchmarks' JSON lines.
 
-    python bench/report.py bench/results/*.jsonl --plot docs/images/latency_per_model.png
+    python bench/report.py bench/results/h100-*.jsonl --plot docs/images/memory_vs_frames.png
+
+The plot is memory against frame count when propagation lines are given, else click latency
+per model size.
 
 Prints the tables to stdout; nothing here measures anything.
 """
@@ -141,6 +144,100 @@ def responsiveness_table(lines: list[dict]) -> str:
     return "\n".join(out)
 
 
+def propagation_rows(lines: list[dict]) -> dict:
+    """{(frames, engine): [run rows]} from bench/propagation.py's lines (summaries skipped)."""
+    rows = defaultdict(list)
+    for line in lines:
+        if "engine" in line and "frames" in line and "fps" in line and not line.get("summary"):
+            rows[(line["frames"], line["engine"])].append(line)
+    return rows
+
+
+def _median(values: list) -> float | None:
+    import statistics
+
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def propagation_table(lines: list[dict]) -> str:
+    head = (
+        "| frames | engine | runs | frames/s while tracking (median) | vs official "
+        "| end to end frames/s | vs official | time to first mask (s) "
+        "| GPU peak (GiB) | host peak RSS (GiB) |"
+    )
+    out = [head, head_sep(head)]
+    rows = propagation_rows(lines)
+    for frames, engine in sorted(rows, key=lambda k: (k[0], k[1] != "ours")):
+        runs = rows[(frames, engine)]
+        fps = _median([r["fps"] for r in runs])
+        official = rows.get((frames, "official"))
+        ratio = "–"
+        if official and fps:
+            ratio = f"{fps / _median([r['fps'] for r in official]):.2f}×"
+        fps_all = ", ".join(fmt(r["fps"]) for r in runs)
+        # The whole job: the official predictor loads every frame before the first mask.
+        whole = _median([frames / r["total_s"] for r in runs])
+        whole_ratio = "–"
+        if official:
+            whole_ratio = f"{whole / _median([frames / r['total_s'] for r in official]):.2f}×"
+        out.append(
+            f"| {frames} | {engine} | {len(runs)} | {fmt(fps)} ({fps_all}) | {ratio} | "
+            f"{fmt(whole)} | {whole_ratio} | "
+            f"{fmt(_median([r['time_to_first_mask_s'] for r in runs]), 2)} | "
+            f"{fmt(_median([r['gpu_peak_gib'] for r in runs]), 2)} | "
+            f"{fmt(_median([r['rss_peak_gib'] for r in runs]), 2)} |"
+        )
+    return "\n".join(out)
+
+
+def automatic_table(lines: list[dict]) -> str:
+    head = (
+        "| engine | model | image | seconds | seconds, embedding cached | masks | GPU peak (GiB) |"
+    )
+    out = [head, head_sep(head)]
+    for line in lines:
+        if line.get("bench") != "automatic":
+            continue
+        out.append(
+            f"| {line['engine']} | {short(line['model'])} | {line['size']}² | "
+            f"{fmt(line['seconds'], 2)} | {fmt(line.get('seconds_embedding_cached'), 2)} | "
+            f"{line['masks']} | {fmt(line.get('gpu_peak_gib'), 2)} |"
+        )
+    return "\n".join(out)
+
+
+def plot_memory(lines: list[dict], path: Path) -> None:
+    """GPU peak and host peak RSS against frame count, this engine and the official one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = propagation_rows(lines)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharex=True)
+    for ax, key, title in (
+        (axes[0], "gpu_peak_gib", "GPU peak memory"),
+        (axes[1], "rss_peak_gib", "host peak RSS"),
+    ):
+        for engine, style in (("ours", "o-"), ("official", "s--")):
+            frames = sorted(f for f, e in rows if e == engine)
+            values = [_median([r[key] for r in rows[(f, engine)]]) for f in frames]
+            label = "napari-sam2" if engine == "ours" else "official SAM2VideoPredictor"
+            ax.plot(frames, values, style, label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("frames propagated")
+        ax.set_ylabel("GiB")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    gpu = next((r["gpu"] for runs in rows.values() for r in runs if r.get("gpu")), "CPU")
+    fig.suptitle(f"Propagation, sam2.1 tiny (random weights), 960×540 frames, {gpu}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
 def plot_latency(lines: list[dict], path: Path) -> None:
     """Click → mask latency per model size: GPU bf16 (ours, official) and CPU float32."""
     import matplotlib
@@ -181,14 +278,25 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     lines = load(args.files)
     for device in ("cuda", "cpu"):
-        if any(line.get("device") == device for line in lines):
+        if any(
+            line.get("bench") == "interactive" and line.get("device") == device for line in lines
+        ):
             print(f"\n### interactive, {device}\n")
             print(interactive_table(lines, device))
     if any(line.get("bench") == "responsiveness" for line in lines):
         print("\n### responsiveness\n")
         print(responsiveness_table(lines))
+    if propagation_rows(lines):
+        print("\n### propagation\n")
+        print(propagation_table(lines))
+    if any(line.get("bench") == "automatic" for line in lines):
+        print("\n### automatic\n")
+        print(automatic_table(lines))
     if args.plot:
-        plot_latency(lines, args.plot)
+        if propagation_rows(lines):
+            plot_memory(lines, args.plot)
+        else:
+            plot_latency(lines, args.plot)
 
 
 if __name__ == "__main__":

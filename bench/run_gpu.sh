@@ -39,7 +39,7 @@ step() {  # step NAME SECONDS COMMAND...: bounded, so one hang cannot eat the wh
 }
 
 step interactive 200 python3 "$ROOT/bench/interactive.py" --device cuda --napari off \
-    --embed-repeats 5 --click-repeats 30
+    --embed-repeats 10 --click-repeats 50
 
 if [ -f "$ROOT/bench/propagation.py" ]; then
     step propagation-100 120 python3 "$ROOT/bench/propagation.py" --device cuda \
