@@ -113,10 +113,15 @@ class Recorder:
                 handle.write(text + "\n")
         return line
 
-    def timings(self, metric: str, seconds: list[float], **fields) -> dict:
-        """Median of repeated timings in ms, with min, p90 and n alongside."""
+    def timings(
+        self, metric: str, seconds: list[float], cpu_seconds: list[float] | None = None, **fields
+    ) -> dict:
+        """Median of repeated timings in ms, with min, p90 and n alongside, and the median
+        process CPU time (all threads) when given."""
         ms = sorted(s * 1000 for s in seconds)
         p90 = ms[min(len(ms) - 1, int(round(0.9 * (len(ms) - 1))))]
+        if cpu_seconds:
+            fields["cpu_ms"] = round(statistics.median(cpu_seconds) * 1000, 3)
         return self(
             metric,
             round(statistics.median(ms), 3),

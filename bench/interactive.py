@@ -72,8 +72,8 @@ def bench_preprocessing(image, device, repeats, record, fields) -> None:
         "normalise": lambda i: to_model_frame(variant(image, i), norm),
         "roll": lambda i: variant(image, i),  # the benchmark's own cost, to subtract
     }
-    for step, seconds in interleaved(steps, device, repeats, 1).items():
-        record.timings(f"preprocess_{step}", seconds, impl="ours", **fields)
+    for step, (seconds, cpu) in interleaved(steps, device, repeats, 1).items():
+        record.timings(f"preprocess_{step}", seconds, cpu, impl="ours", **fields)
 
 
 @contextlib.contextmanager
@@ -105,20 +105,26 @@ def official_context(dtype: str, device):
     return stack
 
 
-def interleaved(fns: dict, device, repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Time each of ``fns`` once per round, round after round, so load swings hit all alike."""
+def interleaved(fns: dict, device, repeats: int, warmup: int) -> dict[str, tuple[list, list]]:
+    """Time each of ``fns`` once per round, round after round, so load swings hit all alike.
+
+    Returns {name: (wall-clock seconds, process CPU seconds)}. The CPU time is the robust
+    figure on a loaded machine: there, idle-waiting and spinning worker threads make wall-clock
+    times swing, while the work itself stays the same.
+    """
     for i in range(warmup):
         for fn in fns.values():
             fn(-1 - i)
             sync(device)
-    out: dict[str, list[float]] = {name: [] for name in fns}
+    out: dict[str, tuple[list, list]] = {name: ([], []) for name in fns}
     for i in range(repeats):
         for name, fn in fns.items():
             sync(device)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             fn(i)
             sync(device)
-            out[name].append(time.perf_counter() - start)
+            out[name][0].append(time.perf_counter() - start)
+            out[name][1].append(time.process_time() - cpu)
     return out
 
 
@@ -162,8 +168,8 @@ def bench_engine(seg, image, clicks, dtype, args, record, fields) -> None:
             args.embed_repeats,
             args.warmup,
         )
-        for impl, seconds in embeds.items():
-            record.timings("embed", seconds, impl=impl, **fields)
+        for impl, (seconds, cpu) in embeds.items():
+            record.timings("embed", seconds, cpu, impl=impl, **fields)
         if device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(device) / 2**30
             record("gpu_peak_embed", round(peak, 3), "GiB", impl="both", **fields)
@@ -192,8 +198,8 @@ def bench_engine(seg, image, clicks, dtype, args, record, fields) -> None:
             args.click_repeats,
             args.warmup + 2,
         )
-        for impl, seconds in clicks_t.items():
-            record.timings("click", seconds, impl=impl, **fields)
+        for impl, (seconds, cpu) in clicks_t.items():
+            record.timings("click", seconds, cpu, impl=impl, **fields)
         record(
             "mask_fraction",
             round(float(np.median(sizes)) / image.size, 4),
@@ -269,11 +275,11 @@ def bench_napari(seg, image, clicks, args, record, fields) -> None:
             return out
 
         session.apply = timed_apply
-        waits = []
+        waits, cpus = [], []
         for i in range(n):
             row, col = clicks[(i + 5) % len(clicks)]
             count = len(applied)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             session.points_layer.data = np.array([[row, col]], float)
             if len(applied) == count:
                 QTimer.singleShot(60_000, loop.quit)
@@ -282,9 +288,10 @@ def bench_napari(seg, image, clicks, args, record, fields) -> None:
                 raise RuntimeError("the widget did not apply a mask within 60 s")
             if i >= args.warmup:
                 waits.append(applied[-1] - t0)
+                cpus.append(time.process_time() - c0)
             while widget._busy:  # let the worker's finished signal arrive
                 app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
-        record.timings("click_to_labels_total", waits, impl="ours", path="widget", **fields)
+        record.timings("click_to_labels_total", waits, cpus, impl="ours", path="widget", **fields)
     finally:
         viewer.close()
 
