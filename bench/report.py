@@ -48,68 +48,112 @@ def fmt(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
-def interactive_table(lines: list[dict], device: str) -> str:
+def interactive_rows(lines: list[dict], device: str) -> dict:
+    """{(model, dtype, weights): {"metric/impl[/path]": line}} for one device."""
     rows = defaultdict(dict)
     for line in lines:
         if line.get("bench") != "interactive" or line.get("device") != device:
             continue
-        key = (line["model"], line.get("dtype"))
-        metric, impl = line["metric"], line.get("impl")
-        path = line.get("path")
-        name = f"{metric}/{impl}" + (f"/{path}" if path else "")
-        rows[key][name] = line["value"]
-        rows[key][name + "/min"] = line.get("min")
-        rows[key]["_gpu"] = line.get("gpu")
-        if metric == "load":
-            for dtype in ("float32", "bfloat16"):
-                rows[(line["model"], dtype)]["load"] = line["value"]
+        key = (line["model"], line.get("dtype"), line.get("weights"))
+        name = f"{line['metric']}/{line.get('impl')}"
+        if line.get("path"):
+            name += f"/{line['path']}"
+        rows[key][name] = line
+    return rows
+
+
+def _keys(rows: dict) -> list:
+    order = {m: i for i, m in enumerate(ORDER)}
+    return sorted(rows, key=lambda k: (order.get(k[0], 99), k[1] != "float32", k[2]))
+
+
+def cell(row: dict, name: str, digits: int = 1, with_min: bool = False, cpu: bool = False):
+    """A median; with the minimum and the process CPU time (all threads) when asked."""
+    line = row.get(name)
+    if line is None:
+        return "–"
+    text = fmt(line["value"], digits)
+    extras = []
+    if with_min and line.get("min") is not None:
+        extras.append(f"min {fmt(line['min'], digits)}")
+    if cpu and line.get("cpu_ms") is not None:
+        extras.append(f"CPU {fmt(line['cpu_ms'], digits)}")
+    return text + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _ratio(row: dict, a: str, b: str, key: str = "value") -> str:
+    x, y = row.get(a), row.get(b)
+    if not x or not y or not x.get(key) or not y.get(key):
+        return "–"
+    return f"{x[key] / y[key]:.2f}"
+
+
+def interactive_table(lines: list[dict], device: str) -> str:
+    """Embedding and click, this engine against the official predictor."""
+    rows = interactive_rows(lines, device)
+    gpu = device == "cuda"
     head = (
-        "| model | dtype | embed ours (ms) | embed official (ms) | ratio | click ours (ms) "
-        "| click official (ms) | ratio |"
+        "| model | weights | dtype | embed ours (ms) | embed official (ms) | ratio "
+        "| click ours (ms) | click official (ms) | ratio |"
     )
-    extra = device == "cuda"
-    if extra:
-        head += " GPU peak, embed (GiB) |"
-    else:
-        head += (
-            " click → Labels, session (ms) | of which apply (ms) | click → Labels, widget (ms) |"
-        )
+    head += " GPU peak, embed (GiB) |" if gpu else " ratio of CPU times | load average |"
     out = [head, head_sep(head)]
-    for model in ORDER:
-        for dtype in ("float32", "bfloat16"):
-            row = rows.get((model, dtype))
-            if not row or "embed/ours" not in row:
-                continue
-            eo, ef = row.get("embed/ours"), row.get("embed/official")
-            co, cf = row.get("click/ours"), row.get("click/official")
-            cells = [
-                short(model),
-                dtype,
-                cell(row, not extra, "embed/ours"),
-                cell(row, not extra, "embed/official"),
-                f"{eo / ef:.2f}" if eo and ef else "–",
-                cell(row, not extra, "click/ours", 2),
-                cell(row, not extra, "click/official", 2),
-                f"{co / cf:.2f}" if co and cf else "–",
-            ]
-            if extra:
-                cells.append(fmt(row.get("gpu_peak_embed/both"), 2))
-            else:
-                cells += [
-                    cell(row, not extra, "click_to_labels_total/ours/session"),
-                    cell(row, not extra, "click_to_labels_apply/ours/session"),
-                    cell(row, not extra, "click_to_labels_total/ours/widget"),
-                ]
-            out.append("| " + " | ".join(cells) + " |")
+    for key in _keys(rows):
+        row = rows[key]
+        if "embed/ours" not in row:
+            continue
+        cells = [
+            short(key[0]),
+            key[2],
+            key[1],
+            cell(row, "embed/ours", 1, not gpu, not gpu),
+            cell(row, "embed/official", 1, not gpu, not gpu),
+            _ratio(row, "embed/ours", "embed/official"),
+            cell(row, "click/ours", 2, not gpu, not gpu),
+            cell(row, "click/official", 2, not gpu, not gpu),
+            _ratio(row, "click/ours", "click/official"),
+        ]
+        if gpu:
+            peak = row.get("gpu_peak_embed/both")
+            cells.append(fmt(peak and peak["value"], 2))
+        else:
+            cells.append(_ratio(row, "click/ours", "click/official", "cpu_ms"))
+            cells.append(fmt(row["click/ours"].get("load_avg_1min")))
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
-def cell(row: dict, with_min: bool, name: str, digits: int = 1) -> str:
-    """A median, with the minimum (the run least disturbed by other load) when asked."""
-    text = fmt(row.get(name), digits)
-    if with_min and row.get(name + "/min") is not None:
-        text += f" (min {fmt(row[name + '/min'], digits)})"
-    return text
+def napari_table(lines: list[dict], device: str = "cpu") -> str:
+    """Click → Labels layer updated: through the widget, and the session's steps."""
+    rows = interactive_rows(lines, device)
+    head = (
+        "| model | weights | mask (share of image) | widget: click → Labels (ms) "
+        "| engine click alone (ms) | apply, GUI thread (ms) | redraw after apply (ms) "
+        "| load average |"
+    )
+    out = [head, head_sep(head)]
+    for key in _keys(rows):
+        row = rows[key]
+        if "click_to_labels_total/ours/widget" not in row:
+            continue
+        share = row.get("mask_fraction/ours")
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    short(key[0]),
+                    key[2],
+                    f"{100 * share['value']:.0f} %" if share else "–",
+                    cell(row, "click_to_labels_total/ours/widget", 1, True, True),
+                    cell(row, "click/ours", 1, True, True),
+                    cell(row, "click_to_labels_apply/ours/session", 1, True),
+                    cell(row, "events_after_apply/ours/session", 1, True),
+                    fmt(row["click_to_labels_total/ours/widget"].get("load_avg_1min")),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(out)
 
 
 def head_sep(head: str) -> str:
@@ -283,6 +327,9 @@ def main(argv=None) -> None:
         ):
             print(f"\n### interactive, {device}\n")
             print(interactive_table(lines, device))
+            if device == "cpu":
+                print("\n### napari, cpu\n")
+                print(napari_table(lines))
     if any(line.get("bench") == "responsiveness" for line in lines):
         print("\n### responsiveness\n")
         print(responsiveness_table(lines))
