@@ -6,7 +6,10 @@ and again with the embedding already cached, as after a few clicks) against sam2
 ``SAM2AutomaticMaskGenerator.generate`` on the same normalised frame, model and settings::
 
     {"bench": "automatic", "engine": "ours", "size": 1024, "points_per_side": 32,
-     "seconds": ..., "masks": ..., "gpu_peak_gib": ..., "rss_peak_gib": ...}
+     "seconds": ..., "proposals": ..., "labels": ..., "gpu_peak_gib": ..., "rss_peak_gib": ...}
+
+``proposals`` are the masks the generator kept (overlapping), ``labels`` the objects left after
+painting them into one label image (both engines through the same painter).
 
 ``batch``: images/s over a folder of synthetic cell images, a plain loop in this process against
 a LocalCluster of ``--workers`` worker processes (same settings; model loading included)::
@@ -75,7 +78,7 @@ def run_automatic(args) -> dict:
     import torch
 
     from napari_sam2 import Segmenter
-    from napari_sam2.engine.automatic import AutomaticOptions
+    from napari_sam2.engine.automatic import AutomaticOptions, MaskProposal, paint_labels
     from napari_sam2.engine.models import inference_context
 
     image = _image(Path(args.image), args.size)
@@ -98,7 +101,12 @@ def run_automatic(args) -> dict:
         with inference_context(seg.device):
             masks = generator.generate(frame)
         sync()
-        record |= {"seconds": time.perf_counter() - start, "masks": len(masks)}
+        record |= {"seconds": time.perf_counter() - start, "proposals": len(masks)}
+        proposals = [
+            MaskProposal(m["segmentation"], m["area"], m["predicted_iou"], m["stability_score"])
+            for m in masks
+        ]
+        record["labels"] = int(paint_labels(proposals, frame.shape[:2], options).max())
     else:
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -107,7 +115,8 @@ def run_automatic(args) -> dict:
         seg.set_image(image)
         labels = seg.segment_everything(points_per_side=args.points_per_side)
         sync()
-        record |= {"seconds": time.perf_counter() - start, "masks": int(labels.max())}
+        record |= {"seconds": time.perf_counter() - start, "labels": int(labels.max())}
+        record["proposals"] = len(seg.last_proposals)
         start = time.perf_counter()
         seg.segment_everything(points_per_side=args.points_per_side)
         sync()

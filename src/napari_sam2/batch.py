@@ -585,7 +585,8 @@ def iter_batch(
 
     ``inputs``: files, folders or glob patterns. Without ``points``/``boxes`` (a CSV for all
     files, or a folder of ``<stem>.csv``) automatic masks are made with ``automatic`` options.
-    ``workers=0`` runs here (with ``segmenter`` if given); otherwise on a LocalCluster of
+    ``workers=0`` runs here, on ``segmenter`` if one is given (an already loaded model: then
+    ``model``, ``checkpoint`` and ``device`` are not used); otherwise on a LocalCluster of
     ``workers`` workers (threads if ``processes`` is False), or on ``scheduler``. Files whose
     outputs exist are skipped unless ``overwrite``. Returns every file's ``FileResult``.
     """

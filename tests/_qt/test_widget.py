@@ -209,3 +209,22 @@ def test_refining_an_object_without_pixels_says_so(viewer_widget, cells_image, n
     widget.refine_button.native.click()
     assert any("has no pixels" in m for m in notifications)
     assert not session.labels_layer.data.any()
+
+
+def test_clicking_a_sample_cell_labels_that_cell(make_napari_viewer, qtbot):
+    """With the packaged micro model, as in the demo: the label covers the clicked cell."""
+    from napari_sam2.demo import cell_centres
+    from napari_sam2.engine.synthetic import synthetic_cells
+    from napari_sam2.sample_data import CELLS, cells
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
+    session = start(widget, viewer.add_image(cells()[0][0]))
+    qtbot.waitUntil(lambda: session.segmenter is not None, timeout=60_000)
+    _, truth = synthetic_cells(**CELLS)
+    for k, point in enumerate(cell_centres(3), start=1):
+        session.set_object(k)
+        session.points_layer.add([point])
+        settle(widget, qtbot)
+        got, want = session.labels_layer.data == k, truth == k
+        assert (got & want).sum() / (got | want).sum() > 0.8, k

@@ -147,3 +147,13 @@ def test_device_choice():
             models.select_device("cuda")
     with pytest.raises(SAM2Error):
         models.select_device("tpu7")
+
+
+def test_bundled_micro_checkpoint_is_hash_checked(monkeypatch, tmp_path):
+    path = models.checkpoint_path(models.MICRO_MODEL)
+    assert path.stat().st_size < 20e6
+    spec = models.MODELS[models.MICRO_MODEL]
+    wrong = models.ModelSpec(spec.name, spec.config, None, "0" * 64, 6, spec.config_package)
+    monkeypatch.setitem(models.MODELS, models.MICRO_MODEL, wrong)
+    with pytest.raises(SAM2Error, match="corrupt"):
+        models.checkpoint_path(models.MICRO_MODEL)

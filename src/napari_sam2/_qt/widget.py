@@ -22,6 +22,9 @@ from ..engine.errors import SAM2Error
 from ..engine.models import MICRO_MODEL, available_models
 from ..layers.annotation import AnnotationSession
 from . import workers
+from .apps import AppsControls
+from .automatic import AutomaticControls
+from .propagation import PropagationControls
 
 NEW_OBJECT_KEY = "n"
 TOGGLE_POLARITY_KEY = "t"
@@ -72,6 +75,12 @@ class SAM2Widget(Container):
         )
         self.overwrite = CheckBox(text="Masks may overwrite other objects", value=False)
         self.status = Label(value="")
+        self.automatic = AutomaticControls(self.session, _notify)
+        self.automatic.label = "Automatic"
+        self.propagation = PropagationControls(self.session, _notify)
+        self.propagation.label = "Propagate"
+        self.apps = AppsControls(self.session, _notify)
+        self.apps.label = "Objects"
         self.extend(
             [
                 self.model,
@@ -90,6 +99,9 @@ class SAM2Widget(Container):
                 self.refine_button,
                 self.overwrite,
                 self.status,
+                self.automatic,
+                self.propagation,
+                self.apps,
             ]
         )
 
@@ -165,6 +177,7 @@ class SAM2Widget(Container):
                 TOGGLE_POLARITY_KEY, lambda _: self.session.toggle_polarity(), overwrite=True
             )
         self.viewer.layers.selection.active = self.session.points_layer
+        self.propagation.refresh()
         if self.session.segmenter is None:
             self.load_model()
 
@@ -215,6 +228,7 @@ class SAM2Widget(Container):
         except SAM2Error as err:
             _notify(err)
             return
+        self.status.value = ""
         for problem in problems:
             show_warning(problem)
 

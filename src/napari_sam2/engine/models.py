@@ -58,7 +58,12 @@ MODELS: dict[str, ModelSpec] = {
         _official("sam2_hiera_base_plus", "072824", "configs/sam2/sam2_hiera_b+.yaml", 309),
         _official("sam2_hiera_large", "072824", "configs/sam2/sam2_hiera_l.yaml", 857),
         ModelSpec(
-            MICRO_MODEL, "configs/sam2.1_hiera_micro.yaml", None, None, 6, "napari_sam2.engine"
+            MICRO_MODEL,
+            "configs/sam2.1_hiera_micro.yaml",
+            None,
+            "3f1822ce68d2b9cf3e8e30f2fae31fd9393deb5856735dc58959affff8f7ac1d",
+            6,
+            "napari_sam2.engine",
         ),
     )
 }
@@ -109,6 +114,8 @@ def checkpoint_path(name: str, progressbar: bool = True) -> Path:
         path = Path(str(files("napari_sam2.engine").joinpath("weights", spec.filename)))
         if not path.is_file():
             raise SAM2Error(f"The bundled checkpoint {path} is missing: reinstall napari-sam2.")
+        if spec.sha256 and _sha256(path) != spec.sha256:
+            raise SAM2Error(f"The bundled checkpoint {path} is corrupt: reinstall napari-sam2.")
         return path
     import pooch
     import requests
@@ -134,6 +141,16 @@ def checkpoint_path(name: str, progressbar: bool = True) -> Path:
             f"Could not download {spec.name} from {spec.url}: {err}. Check the network, or "
             f"place {spec.filename} in {target} or pass checkpoint= with a local file."
         ) from err
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:

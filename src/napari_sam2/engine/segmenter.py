@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator, Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from .frames import Normalization, select_channels, shrink_factor, to_model_fram
 from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
 from .prompts import PromptSet
-from .video import Frames, PropagationSession, frame_source_for
+from .video import Frames, FrameStream, PropagationSession, frame_source_for
 
 
 class Segmenter:
@@ -39,10 +40,14 @@ class Segmenter:
         self.device = select_device(device)
         self.model = build_model(model, checkpoint, self.device)
         self.session = ImageSession(self.model)
+        # Held while the current image is set and used, so that worker threads (clicks,
+        # segment-everything) never interleave a set_plane with another's predict.
+        self.lock = threading.RLock()
         self._shape: tuple[int, int] | None = None
         self._factor = 1
         self._plane: np.ndarray | None = None
         self._normalization: Normalization | None = None
+        self.last_proposals: list = []  # MaskProposals of the last segment_everything
 
     @property
     def info(self) -> dict:
@@ -87,11 +92,12 @@ class Segmenter:
         """
         plane = np.asarray(plane)
         key = (plane_fingerprint(plane), normalization)
-        cached = self.session.is_cached(key)
-        self.session.set_frame(None if cached else to_model_frame(plane, normalization), key)
-        self._shape = plane.shape[:2]
-        self._factor = shrink_factor(plane.shape)
-        self._plane, self._normalization = plane, normalization
+        with self.lock:
+            cached = self.session.is_cached(key)
+            self.session.set_frame(None if cached else to_model_frame(plane, normalization), key)
+            self._shape = plane.shape[:2]
+            self._factor = shrink_factor(plane.shape)
+            self._plane, self._normalization = plane, normalization
 
     def current_frame(self) -> np.ndarray:
         """The current image as the model sees it: (h, w, 3) float32 in [0, 1], maybe shrunk."""
@@ -103,11 +109,11 @@ class Segmenter:
         """Boolean (H, W) mask of one object from clicks, a box and/or a mask prompt."""
         if self._shape is None:
             raise SAM2Error("No image is set: call set_image first.")
-        prompts = PromptSet.from_arguments(points, point_labels, box, mask).validate(self._shape)
-        result, _ = self.session.predict(prompts.scaled(self._factor))
-        if self._factor > 1:
-            result = _upscale(result, self._factor, self._shape)
-        return result
+        with self.lock:
+            shape, factor = self._shape, self._factor
+            prompts = PromptSet.from_arguments(points, point_labels, box, mask).validate(shape)
+            result, _ = self.session.predict(prompts.scaled(factor))
+        return _upscale(result, factor, shape) if factor > 1 else result
 
     def iter_segment_everything(self, **options) -> Generator[Progress, None, np.ndarray]:
         """``segment_everything`` as a generator: yields ``Progress``, returns the labels.
@@ -116,14 +122,13 @@ class Segmenter:
         closing the generator cancels the work at the next point batch.
         """
         settings = AutomaticOptions.from_kwargs(**options)
-        frame = self.current_frame()
-        proposals = yield from iter_mask_proposals(
-            self.model, frame, settings, self.session.embedding()
-        )
+        with self.lock:  # the generator works on its own copy of the image and embedding
+            frame, embedding = self.current_frame(), self.session.embedding()
+            shape, factor = self._shape, self._factor
+        proposals = yield from iter_mask_proposals(self.model, frame, settings, embedding)
+        self.last_proposals = proposals
         labels = paint_labels(proposals, frame.shape[:2], settings)
-        if self._factor > 1:
-            labels = _upscale(labels, self._factor, self._shape)
-        return labels
+        return _upscale(labels, factor, shape) if factor > 1 else labels
 
     def segment_everything(self, **options) -> np.ndarray:
         """int32 labels (0 = background) of every object SAM2 finds in the current image.
@@ -167,15 +172,21 @@ class Segmenter:
         channel_axis: int | None = None,
         channels: Sequence[int] | None = None,
         frame_range: tuple[int, int] | None = None,
-    ) -> Frames:
+    ) -> FrameStream:
         """Track prompted objects through a stack; yields ``(frame, object_ids, masks)``.
 
         ``prompts`` maps a frame index to {object id: dict(points=, point_labels=, box=,
         mask=)} in the conventions of ``predict``. ``direction`` is "forward", "backward" or
         "both". Masks are boolean (n_objects, H, W) arrays, yielded as frames finish; pass the
         stream to ``write_labels`` to fill a labels array. Bad input raises ``SAM2Error`` here,
-        before any frame is computed. For corrections and objects added later, keep a
+        before any frame is computed. ``len()`` of the stream is the number of frames it will
+        yield; closing it cancels. For corrections and objects added later, keep a
         ``propagation_session`` instead.
+
+        >>> labels = np.zeros(stack.shape, np.uint16)                          # doctest: +SKIP
+        >>> stream = seg.propagate(stack, {0: {1: dict(points=[(120, 80)])}})   # doctest: +SKIP
+        >>> for frame in write_labels(stream, labels):                          # doctest: +SKIP
+        ...     print(f"frame {frame} done")
         """
         session = self.propagation_session(
             stack, frame_axis, contrast_limits, channel_axis, channels, frame_range
@@ -186,7 +197,7 @@ class Segmenter:
         except BaseException:
             session.close()
             raise
-        return _closing(session, session.run(steps))
+        return FrameStream(_closing(session, session.run(steps)), len(steps))
 
 
 def _closing(session: PropagationSession, frames: Frames) -> Frames:
@@ -194,6 +205,7 @@ def _closing(session: PropagationSession, frames: Frames) -> Frames:
     try:
         yield from frames
     finally:
+        frames.close()
         session.close()
 
 

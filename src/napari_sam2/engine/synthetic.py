@@ -3,7 +3,7 @@
 Used to train and evaluate the project's micro SAM2 (tools/train_micro.py,
 tools/evaluate_micro.py) and as test fixtures: official checkpoints cannot be downloaded
 everywhere, so the tests need data whose true masks are known. Everything is deterministic
-given ``seed``; only numpy and scikit-image are used.
+given ``seed``; only numpy and torch (resampling, blur) are used.
 
 Image formation, roughly as in a widefield fluorescence microscope: irregular cells (perturbed
 ellipses with inner texture and a domed profile) and faint unlabelled debris on a textured
@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.filters import gaussian
-from skimage.transform import resize
+import torch
+import torch.nn.functional as F
 
 __all__ = ["synthetic_cells", "synthetic_clip", "CellShape"]
 
@@ -86,8 +86,23 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: float)
     """Zero-mean, unit-ish smooth random field with features about ``cell`` pixels wide."""
     gh = max(2, int(np.ceil(shape[0] / cell)) + 1)
     gw = max(2, int(np.ceil(shape[1] / cell)) + 1)
-    coarse = rng.standard_normal((gh, gw))
-    return resize(coarse, shape, order=3, mode="reflect", anti_aliasing=False)
+    coarse = torch.from_numpy(rng.standard_normal((gh, gw)))[None, None]
+    fine = F.interpolate(coarse, size=shape, mode="bicubic", align_corners=True)
+    return fine[0, 0].numpy()
+
+
+def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur with reflected borders (the microscope's point spread)."""
+    r = max(1, int(np.ceil(3 * sigma)))
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    k = torch.from_numpy(k / k.sum())
+    t = torch.from_numpy(np.asarray(img, np.float64))[None, None]
+    pad_h, pad_w = min(r, img.shape[0] - 1), min(r, img.shape[1] - 1)
+    t = F.pad(t, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
+    t = F.conv2d(t, k[r - pad_h : r + pad_h + 1].view(1, 1, -1, 1))
+    t = F.conv2d(t, k[r - pad_w : r + pad_w + 1].view(1, 1, 1, -1))
+    return t[0, 0].numpy()
 
 
 def _illumination(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -268,7 +283,7 @@ def _make_scene(rng: np.random.Generator, shape: tuple[int, int], dtype, radius:
 def _form_image(rng: np.random.Generator, scene: _Scene, signal: np.ndarray, drift=1.0):
     """Optics and camera: illumination, blur, shot and read noise, quantisation."""
     ideal = scene.illumination * (scene.background + drift * signal)
-    ideal = gaussian(ideal, sigma=scene.psf_sigma, preserve_range=True)
+    ideal = _gaussian_blur(ideal, scene.psf_sigma)
     counts = rng.poisson(np.clip(ideal, 0, None) * scene.photons) / scene.photons
     img = counts + rng.normal(0.0, scene.read_noise, ideal.shape)
     img = scene.offset + scene.gain * img

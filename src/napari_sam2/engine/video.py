@@ -41,6 +41,30 @@ _INIT_LOCK = threading.Lock()
 Frames = Iterator[tuple[int, list[int], np.ndarray]]
 
 
+class FrameStream:
+    """The frames of one propagation run, as they finish: ``(frame_index, object_ids, masks)``.
+
+    An iterator that also knows its length (the number of items it will yield, for a progress
+    bar and an ETA) and stops the work when closed (a GUI's Cancel).
+    """
+
+    def __init__(self, frames: Frames, total: int):
+        self._frames = frames
+        self.total = total
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self) -> FrameStream:
+        return self
+
+    def __next__(self) -> tuple[int, list[int], np.ndarray]:
+        return next(self._frames)
+
+    def close(self) -> None:
+        self._frames.close()
+
+
 class ModelFrames:
     """Frames of a ``FrameSource`` as sam2's video predictor reads them, prepared on demand.
 
@@ -291,6 +315,11 @@ class PropagationSession:
         for frame, objects in prompts.items():
             frame = self._check_frame(frame)
             for object_id, prompt in objects.items():
+                if not isinstance(object_id, (int, np.integer)) or object_id < 1:
+                    raise SAM2Error(
+                        f"Object id {object_id!r} is not a positive integer: ids are label "
+                        "values, and 0 is the background."
+                    )
                 if not isinstance(prompt, PromptSet):
                     prompt = PromptSet.from_arguments(**prompt)
                 checked.append((frame, int(object_id), prompt.validate(self.source.plane_shape)))
@@ -440,7 +469,7 @@ class PropagationSession:
         objects=None,
         start_frame: int | None = None,
         stop_at_next_prompt: bool = False,
-    ) -> Frames:
+    ) -> FrameStream:
         """Yield ``(frame_index, object_ids, masks)`` as frames finish; masks: bool (n, H, W).
 
         "forward" runs from each object's first prompted frame (or ``start_frame``) to the end
@@ -448,14 +477,15 @@ class PropagationSession:
         "both" forward then backward from its first prompted frame. With
         ``stop_at_next_prompt`` a run stops before the object's next prompted frame. A frame may
         come twice in "both" when objects start on different frames, each time with other
-        objects. Closing the generator stops the work; what was yielded stays valid.
+        objects. ``len()`` of the stream is the number of items; closing it stops the work,
+        and what was yielded stays valid.
         """
         steps = self.plan(direction, objects, start_frame, stop_at_next_prompt)
         return self.run(steps)
 
     def correct(
         self, frame: int, prompts: Mapping[int, dict | PromptSet], direction="both"
-    ) -> Frames:
+    ) -> FrameStream:
         """Add correction prompts {object id: prompt} on ``frame`` and re-run only those objects
         from ``frame`` to their next prompted frame in ``direction`` (the frame itself included).
         """
@@ -468,10 +498,10 @@ class PropagationSession:
         self._states.pop(object_id, None)
         self._anchors.pop(object_id, None)
 
-    def run(self, steps: list[Step]) -> Frames:
+    def run(self, steps: list[Step]) -> FrameStream:
         """Yield the frames of ``steps`` (from ``plan``) as ``propagate`` does."""
         self._check_idle()
-        return self._run(steps)
+        return FrameStream(self._run(steps), len(steps))
 
     def _check_idle(self) -> None:
         if self._running:
@@ -650,25 +680,45 @@ def frame_source_for(
     return FrameSource(stack, frame_axis, channel_axis, channels, normalization)
 
 
-def write_labels(stream: Frames, labels, frame_axis: int = 0) -> Iterator[int]:
+def paint_objects(
+    plane: np.ndarray, object_ids, masks: np.ndarray, overwrite: bool = True
+) -> np.ndarray:
+    """``plane`` with each object's old pixels cleared and its new mask painted with its id.
+
+    Where objects overlap, the one listed later wins. With ``overwrite=False`` a mask takes
+    only background pixels (and its own), so ids of objects not listed are never painted over.
+    """
+    for object_id, mask in zip(object_ids, masks, strict=True):
+        plane[plane == object_id] = 0
+        plane[mask & (overwrite | (plane == 0))] = object_id
+    return plane
+
+
+def write_labels(
+    stream: Frames, labels, frame_axis: int = 0, overwrite: bool = True
+) -> Iterator[int]:
     """Write a propagation stream into a labels array (numpy, zarr, ...), frame by frame.
 
     A generator: it yields each frame index once that frame is written, so a GUI can show
     progress and cancel by closing it (the stream is closed with it). Each frame is read,
     updated — every yielded object's old pixels cleared, its new mask painted with its id —
     and written back in one assignment, so no frame is ever half-written, and frames never
-    yielded are never touched. Where objects overlap, the one listed later wins.
+    yielded are never touched. Overlaps follow ``paint_objects`` (``overwrite=False`` keeps
+    other objects' pixels).
     In a script: ``for _ in write_labels(stream, labels): pass``.
     """
     axis = frame_axis % labels.ndim
+    dtype = np.dtype(labels.dtype)
+    largest = np.iinfo(dtype).max if dtype.kind in "iu" else None
     try:
         for frame, object_ids, masks in stream:
+            if largest is not None and max(object_ids, default=0) > largest:
+                raise SAM2Error(
+                    f"Object id {max(object_ids)} does not fit the {dtype} labels: use a labels "
+                    "array of a larger integer type (e.g. uint32)."
+                )
             index = (slice(None),) * axis + (frame,)
-            plane = np.array(labels[index])
-            for object_id, mask in zip(object_ids, masks, strict=True):
-                plane[plane == object_id] = 0
-                plane[mask] = object_id
-            labels[index] = plane
+            labels[index] = paint_objects(np.array(labels[index]), object_ids, masks, overwrite)
             yield frame
     finally:
         close = getattr(stream, "close", None)

@@ -183,15 +183,24 @@ class AnnotationSession:
                 changed[obj] = None
         if not changed:
             return None
-        limits = self.image_layer.contrast_limits
+        return self.plane_request(plane, changed)
+
+    def plane_request(
+        self, plane: Plane | None = None, prompts: dict[int, PromptSet | None] | None = None
+    ) -> SegmentationRequest:
+        """A request for ``plane`` (default: the displayed one) with the given prompts."""
+        if self.image_layer is None or self.segmenter is None:
+            raise SAM2Error("Load a model and start annotating first.")
+        if plane is None:
+            plane = displayed_plane(self.viewer, self.image_layer, self.channel_axis)
         return SegmentationRequest(
             self.image_layer,
             self.labels_layer,
             self.image_layer.data,
             plane,
             self.channels,
-            Normalization.from_limits(limits),
-            changed,
+            Normalization.from_limits(self.image_layer.contrast_limits),
+            prompts or {},
         )
 
     def label_request(self) -> SegmentationRequest:
@@ -200,9 +209,8 @@ class AnnotationSession:
         The object's clicks and box on the plane, if any, are used too; the refined mask then
         replaces the label's pixels for this object on this plane.
         """
-        if self.image_layer is None or self.segmenter is None:
-            raise SAM2Error("Load a model and start annotating first.")
-        plane = displayed_plane(self.viewer, self.image_layer, self.channel_axis)
+        request = self.plane_request()
+        plane = request.plane
         label = np.asarray(self.labels_layer.data[plane.labels_index()]) == self.object_id
         if not label.any():
             raise SAM2Error(
@@ -212,15 +220,8 @@ class AnnotationSession:
         base = current.get(self.object_id, PromptSet())
         prompts = PromptSet(base.points, base.point_labels, base.box, label)
         self._written[(plane.key, self.object_id)] = label
-        return SegmentationRequest(
-            self.image_layer,
-            self.labels_layer,
-            self.image_layer.data,
-            plane,
-            self.channels,
-            Normalization.from_limits(self.image_layer.contrast_limits),
-            {self.object_id: prompts},
-        )
+        request.prompts[self.object_id] = prompts
+        return request
 
     @staticmethod
     def compute(segmenter: Segmenter, request: SegmentationRequest) -> dict:
@@ -228,22 +229,25 @@ class AnnotationSession:
 
         Returns {object id: mask, or None to remove it, or a SAM2Error for a bad prompt}.
         """
-        raw = request.plane.read(request.data)
-        channel_axis = -1 if raw.ndim == 3 else None
-        plane = select_channels(raw, channel_axis, request.channels)
-        segmenter.set_plane(plane, request.normalization)
         results: dict = {}
-        for obj, prompts in request.prompts.items():
-            if prompts is None:
-                results[obj] = None
-                continue
-            try:
-                results[obj] = segmenter.predict(
-                    prompts.points, prompts.point_labels, prompts.box, prompts.mask
-                )
-            except SAM2Error as err:
-                results[obj] = err
+        with segmenter.lock:
+            embed(segmenter, request)
+            for obj, prompts in request.prompts.items():
+                if prompts is None:
+                    results[obj] = None
+                    continue
+                try:
+                    results[obj] = segmenter.predict(
+                        prompts.points, prompts.point_labels, prompts.box, prompts.mask
+                    )
+                except SAM2Error as err:
+                    results[obj] = err
         return results
+
+    def record_written(self, plane: Plane, object_id: int, mask: np.ndarray) -> None:
+        """Note what another writer (propagation) put on a plane for an object, so a later
+        click on that plane replaces it rather than adding to it."""
+        self._written[(plane.key, object_id)] = mask
 
     def apply(self, request: SegmentationRequest, results: dict) -> list[str]:
         """Write the masks into the Labels layer; returns messages for prompts that failed."""
@@ -269,6 +273,15 @@ class AnnotationSession:
                 self._written[key] = written
                 self._applied[key] = prompt_fingerprint(request.prompts[obj])
         return problems
+
+
+def embed(segmenter: Segmenter, request: SegmentationRequest) -> None:
+    """Read the request's plane and make it the segmenter's image (cached embeddings)."""
+    raw = request.plane.read(request.data)
+    channel_axis = -1 if raw.ndim == 3 else None
+    segmenter.set_plane(
+        select_channels(raw, channel_axis, request.channels), request.normalization
+    )
 
 
 def _drop(spatial: dict, channel_axis: int | None) -> dict:

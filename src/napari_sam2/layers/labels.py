@@ -39,12 +39,12 @@ def write_object(
     if changed.any():
         rows, cols = np.nonzero(changed)
         values = np.where(add[rows, cols], object_id, 0)
-        full_index = _expand(plane_index, rows, cols)
+        full_index = plane_indices(plane_index, rows, cols)
         labels_layer.data_setitem(full_index, values)
     return (new & allowed) | (new & (current == object_id))
 
 
-def _expand(plane_index: tuple, rows: np.ndarray, cols: np.ndarray) -> tuple:
+def plane_indices(plane_index: tuple, rows: np.ndarray, cols: np.ndarray) -> tuple:
     """Fancy index into the full labels array for (rows, cols) of the plane's two free axes."""
     free = [ax for ax, i in enumerate(plane_index) if isinstance(i, slice)]
     out = []

@@ -1,0 +1,194 @@
+"""Propagation of the annotated objects through one axis of the image layer.
+
+A ``LayerPropagation`` holds the engine's ``PropagationSession`` for one image, frame axis and
+frame range, and remembers which prompts it has already used, so that pressing *Propagate*
+again runs only what changed: new objects over the whole range, and corrected objects from
+the corrected frame to their next prompted frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..engine.errors import SAM2Error
+from ..engine.prompts import PromptSet
+from ..engine.video import PropagationSession, Step, paint_objects
+from .annotation import AnnotationSession
+from .plane import Plane, displayed_plane, to_image_coords
+from .prompts import object_prompts, prompt_fingerprint
+
+
+def frame_axes(layer, plane: Plane) -> list[int]:
+    """Layer axes that can be propagated along: any axis that is fixed on screen."""
+    return [ax for ax, i in enumerate(plane.index) if i is not None]
+
+
+class LayerPropagation:
+    """Objects of an ``AnnotationSession`` tracked along ``frame_axis`` of its image layer.
+
+    The other fixed axes (say the channel slider or z when tracking in time) stay where the
+    viewer shows them now. ``frame_range`` is (first, stop) in frames of that axis.
+    """
+
+    def __init__(
+        self,
+        annotation: AnnotationSession,
+        frame_axis: int,
+        frame_range: tuple[int, int] | None = None,
+        use_labels: bool = False,
+    ):
+        viewer, layer = annotation.viewer, annotation.image_layer
+        if layer is None or annotation.segmenter is None:
+            raise SAM2Error("Load a model and start annotating first.")
+        here = displayed_plane(viewer, layer, annotation.channel_axis)
+        if frame_axis not in frame_axes(layer, here):
+            raise SAM2Error(
+                f"Axis {frame_axis} cannot be propagated along: pick an axis with a slider "
+                "(a 2D image has none)."
+            )
+        self.annotation = annotation
+        self.layer = layer
+        self.data = layer.data
+        self.frame_axis = frame_axis
+        self.use_labels = use_labels
+        # The (frames, rows, cols[, channels]) view of the image: other sliders stay put.
+        kept = [ax for ax, i in enumerate(here.index) if i is None or ax == frame_axis]
+        selection = tuple(slice(None) if ax in kept else i for ax, i in enumerate(here.index))
+        self._here = here
+        stack = layer.data[selection]
+        channel_axis = None
+        if annotation.channel_axis is not None:
+            channel_axis = kept.index(annotation.channel_axis)
+        elif layer.rgb:
+            channel_axis = stack.ndim - 1
+        self.session: PropagationSession = annotation.segmenter.propagation_session(
+            stack,
+            frame_axis=kept.index(frame_axis),
+            contrast_limits=layer.contrast_limits,
+            channel_axis=channel_axis,
+            channels=annotation.channels,
+            frame_range=frame_range,
+        )
+        self._used: dict[tuple[int, int], tuple] = {}  # (frame, object) → prompt fingerprint
+        self._done: set[int] = set()  # objects propagated over the whole range
+
+    def matches(self, annotation: AnnotationSession, frame_axis: int, frame_range) -> bool:
+        """Whether this propagation can be reused for the widget's current choices."""
+        here = displayed_plane(annotation.viewer, annotation.image_layer, annotation.channel_axis)
+        others = [i for ax, i in enumerate(here.index) if ax != frame_axis]
+        mine = [i for ax, i in enumerate(self._here.index) if ax != self.frame_axis]
+        first, stop = self.session.frame_range
+        wanted = frame_range or (0, len(self.session.source))
+        return (
+            annotation.image_layer is self.layer
+            and annotation.image_layer.data is self.data
+            and frame_axis == self.frame_axis
+            and others == mine
+            and tuple(wanted) == (first, stop)
+        )
+
+    def plane(self, frame: int) -> Plane:
+        index = list(self._here.index)
+        index[self.frame_axis] = frame
+        return Plane(
+            tuple(index), self._here.rows_axis, self._here.cols_axis, self._here.channel_axis
+        )
+
+    def layer_prompts(self) -> dict[int, dict[int, PromptSet]]:
+        """{frame: {object id: prompts}} from the Points/Shapes layers on every frame."""
+        annotation = self.annotation
+        frames: set[int] = set()
+        for layer in (annotation.points_layer, annotation.shapes_layer):
+            if layer is None or not len(layer.data):
+                continue
+            coords = np.concatenate([np.atleast_2d(c) for c in layer.data])
+            frame_coords = to_image_coords(layer, self.layer, coords)[:, self.frame_axis]
+            frames.update(np.round(frame_coords).astype(int).tolist())
+        first, stop = self.session.frame_range
+        out: dict[int, dict[int, PromptSet]] = {}
+        for frame in sorted(f for f in frames if first <= f < stop):
+            found = object_prompts(
+                annotation.points_layer, annotation.shapes_layer, self.layer, self.plane(frame)
+            )
+            if found:
+                out[frame] = found
+        if self.use_labels:
+            self._add_label_prompts(out)
+        return out
+
+    def _add_label_prompts(self, out: dict[int, dict[int, PromptSet]]) -> None:
+        """Objects labelled on the current frame without clicks there get their label as mask."""
+        frame = self._here.index[self.frame_axis]
+        labels = np.asarray(self.annotation.labels_layer.data[self.plane(frame).labels_index()])
+        here = out.setdefault(frame, {})
+        for object_id in np.unique(labels[labels > 0]).tolist():
+            if object_id not in here:
+                here[object_id] = PromptSet(mask=labels == object_id)
+        if not here:
+            del out[frame]
+
+    def start(self, direction: str) -> tuple[list[Step], Iterator]:
+        """Add what changed in the prompts and plan the runs: (steps, frame stream).
+
+        New objects run over the whole range; objects that were already propagated and got
+        new prompts on frame k run from k to their next prompted frame only.
+        """
+        prompts = self.layer_prompts()
+        if not prompts:
+            raise SAM2Error("No prompts: click or draw a box on an object before propagating.")
+        changed: dict[int, dict[int, PromptSet]] = {}
+        for frame, objects in prompts.items():
+            for object_id, prompt in objects.items():
+                key = (frame, object_id)
+                if self._used.get(key) != _fingerprint(prompt):
+                    changed.setdefault(frame, {})[object_id] = prompt
+        if changed:
+            self.session.add_prompts(changed)
+        runs: list[list[Step]] = []
+        new = [oid for oid in self.session.object_ids if oid not in self._done]
+        if new:
+            runs.append(self.session.plan(direction, new))
+        for frame, objects in sorted(changed.items()):
+            corrected = [oid for oid in objects if oid in self._done]
+            if corrected:
+                runs.append(self.session.plan(direction, corrected, frame, True))
+        steps = [step for run in runs for step in run]
+        if not steps:
+            raise SAM2Error("Nothing changed since the last propagation.")
+        for frame, objects in changed.items():
+            for object_id, prompt in objects.items():
+                self._used[(frame, object_id)] = _fingerprint(prompt)
+        return steps, self._stream(runs, new)
+
+    def _stream(self, runs: list[list[Step]], new: list[int]) -> Iterator:
+        for n, steps in enumerate(runs):
+            yield from self.session.run(steps)
+            if n == 0 and new:
+                self._done.update(new)
+
+    def write(self, frame: int, object_ids: list[int], masks: np.ndarray) -> None:
+        """Write one propagated frame into the Labels layer (GUI thread)."""
+        annotation = self.annotation
+        labels = annotation.labels_layer
+        if self.layer not in annotation.viewer.layers or labels not in annotation.viewer.layers:
+            raise SAM2Error("A layer was removed while propagating: the run was stopped.")
+        if self.layer.data is not self.data:
+            raise SAM2Error("The image data changed while propagating: the run was stopped.")
+        plane = self.plane(frame)
+        index = plane.labels_index()
+        labels.data[index] = paint_objects(
+            np.array(labels.data[index]), object_ids, masks, annotation.overwrite
+        )
+        for object_id in object_ids:
+            annotation.record_written(plane, object_id, labels.data[index] == object_id)
+        labels.refresh()
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _fingerprint(prompt: PromptSet) -> tuple:
+    mask = None if prompt.mask is None else hash(prompt.mask.tobytes())
+    return (*prompt_fingerprint(prompt), mask)

@@ -1,0 +1,139 @@
+"""Propagate from the dock widget: frames fill in, cancel keeps the rest, corrections re-run
+only up to the next prompted frame, exports. Random weights: wiring is compared exactly with
+the engine, never judged on quality."""
+
+import numpy as np
+import pytest
+
+from napari_sam2.engine.video import write_labels
+
+from .driving import settle, start
+
+
+@pytest.fixture
+def stack():
+    rng = np.random.default_rng(0)
+    frames = (rng.random((6, 32, 32)) * 300).astype(np.uint16)
+    frames[:, 10:20, 12:22] += 2000
+    return frames
+
+
+def propagate_and_wait(widget, qtbot):
+    widget.propagation.propagate_button.native.click()
+    qtbot.waitUntil(lambda: widget.propagation.worker is None, timeout=120_000)
+
+
+def test_propagate_fills_the_frames_like_the_engine(viewer_widget, stack, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(stack)
+    session = start(widget, layer)
+    assert widget.propagation.frame_axis.value == 0
+    assert (widget.propagation.first.value, widget.propagation.last.value) == (0, 5)
+    viewer.dims.set_current_step(0, 2)
+    session.points_layer.add([[2, 15, 16]])
+    settle(widget, qtbot)
+    propagate_and_wait(widget, qtbot)
+
+    want = np.zeros(stack.shape, np.int32)
+    seg = session.segmenter
+    prompts = {2: {1: dict(points=[(15, 16)], point_labels=[1])}}
+    stream = seg.propagate(stack, prompts, "both", contrast_limits=layer.contrast_limits)
+    list(write_labels(stream, want, overwrite=False))
+    assert (want == 1).any(axis=(1, 2)).sum() > 1  # the comparison covers several frames
+    np.testing.assert_array_equal(session.labels_layer.data, want)
+
+
+def test_cancel_keeps_done_frames_and_leaves_the_rest(viewer_widget, stack, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(stack)
+    user = np.zeros(stack.shape, np.int32)
+    user[:, :3, :3] = 7
+    labels = viewer.add_labels(user.copy())
+    session = start(widget, layer, labels)
+    session.set_object(1)
+    session.points_layer.add([[0, 15, 16]])
+    settle(widget, qtbot)
+    widget.propagation.direction.value = "forward"
+    written = []
+    controls = widget.propagation
+    controls.propagate_button.native.click()
+    controls.worker.yielded.connect(lambda result: written.append(result[0]))
+    controls.worker.yielded.connect(lambda _: len(written) == 2 and controls.cancel())
+    qtbot.waitUntil(lambda: controls.worker is None, timeout=120_000)
+    done = sorted(set(written))
+    assert done[:2] == [0, 1] and len(done) < 6
+    for t in range(6):
+        if t not in done:
+            np.testing.assert_array_equal(labels.data[t], user[t])
+    assert (labels.data[:, :3, :3] == 7).all()  # never overwritten
+    # The session is free again: a new run goes through.
+    propagate_and_wait(widget, qtbot)
+
+
+def test_a_correction_reruns_only_up_to_the_next_prompted_frame(viewer_widget, stack, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(stack)
+    session = start(widget, layer)
+    widget.propagation.direction.value = "forward"
+    session.points_layer.add([[0, 15, 16], [4, 14, 15]])
+    propagate_and_wait(widget, qtbot)
+    before = session.labels_layer.data.copy()
+
+    session.points_layer.add([[2, 12, 18]])  # a correction click on frame 2
+    settle(widget, qtbot)
+    steps, stream = widget.propagation.propagation.start("forward")
+    stream.close()
+    assert [step.frame for step in steps] == [2, 3]
+    np.testing.assert_array_equal(session.labels_layer.data[[0, 1, 4, 5]], before[[0, 1, 4, 5]])
+
+
+def test_propagate_without_prompts_or_on_a_2d_image(viewer_widget, stack, notifications):
+    viewer, widget = viewer_widget
+    start(widget, viewer.add_image(stack))
+    widget.propagation.propagate_button.native.click()
+    assert any("No prompts" in m for m in notifications)
+    start(widget, viewer.add_image(stack[0]))
+    widget.propagation.propagate_button.native.click()
+    assert any("2D" in m for m in notifications)
+
+
+def test_layer_removed_while_propagating(viewer_widget, stack, qtbot, notifications):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(stack)
+    session = start(widget, layer)
+    session.points_layer.add([[0, 15, 16]])
+    settle(widget, qtbot)
+    controls = widget.propagation
+    controls.propagate_button.native.click()
+    controls.worker.yielded.connect(
+        lambda _: layer in viewer.layers and viewer.layers.remove(layer)
+    )
+    qtbot.waitUntil(lambda: controls.worker is None, timeout=120_000)
+    assert any("removed while propagating" in m for m in notifications)
+
+
+def test_exports_tracks_table_and_labels(viewer_widget, stack, qtbot, tmp_path):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(stack)
+    session = start(widget, layer)
+    session.points_layer.add([[0, 15, 16]])
+    settle(widget, qtbot)
+    propagate_and_wait(widget, qtbot)
+    controls = widget.propagation
+    controls.tracks_button.native.click()
+    tracks = viewer.layers["SAM2 tracks"].data
+    frames_with_object = [t for t in range(6) if (session.labels_layer.data[t] == 1).any()]
+    assert sorted(tracks[tracks[:, 0] == 1, 1].astype(int)) == frames_with_object
+
+    csv = tmp_path / "objects.csv"
+    controls.export_path.value = csv
+    controls.export_button.native.click()
+    lines = csv.read_text().splitlines()
+    assert "area" in lines[0] and len(lines) == 1 + len(frames_with_object)
+
+    tif = tmp_path / "labels.tif"
+    controls.export_path.value = tif
+    controls.export_button.native.click()
+    import tifffile
+
+    np.testing.assert_array_equal(tifffile.imread(tif), session.labels_layer.data)

@@ -1,0 +1,67 @@
+"""The packaged micro checkpoint: its format, the training forward, and that it segments."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam2.engine.synthetic import synthetic_cells
+
+ROOT = Path(__file__).resolve().parents[2]
+WEIGHTS = ROOT / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
+
+
+def _train_module():
+    spec = importlib.util.spec_from_file_location("train_micro", ROOT / "tools/train_micro.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_checkpoint_is_small_float32_state_dict():
+    assert WEIGHTS.stat().st_size <= 20 * 1024 * 1024
+    ckpt = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
+    assert list(ckpt) == ["model"]
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+    model = _train_module().build_model(video=True, inference=True)
+    model.load_state_dict(ckpt["model"], strict=True)
+
+
+def test_training_forward_matches_image_predictor():
+    worst = _train_module().check_against_predictor(checkpoint=WEIGHTS)
+    assert worst < 1e-4  # logits reach +-32; float32 rounding only
+
+
+def test_one_click_segments_a_synthetic_cell():
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+    from scipy.ndimage import distance_transform_edt
+
+    tm = _train_module()
+    model = tm.build_model(video=True, inference=True)
+    model.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True)["model"])
+    predictor = SAM2ImagePredictor(model.eval())
+    image, labels = synthetic_cells((256, 320), n_cells=5, seed=12345)
+    frame = tm.normalise(image)
+    with torch.inference_mode():
+        predictor.set_image(np.repeat(frame[..., None], 3, -1))
+        for k in (1, 2):
+            truth = labels == k
+            r, c = np.unravel_index(np.argmax(distance_transform_edt(truth)), truth.shape)
+            masks, scores, _ = predictor.predict(
+                point_coords=np.array([[c, r]], np.float32), point_labels=np.array([1])
+            )
+            mask = masks[np.argmax(scores)] > 0
+            iou = (mask & truth).sum() / (mask | truth).sum()
+            assert iou > 0.8, f"cell {k}: IoU {iou:.2f}"
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_training_sample_is_well_formed(seed):
+    tm = _train_module()
+    sample = tm.make_image_sample(np.random.default_rng(seed))
+    assert sample["image"].shape == (1, tm.IMAGE_SIZE, tm.IMAGE_SIZE)
+    assert sample["points"].shape == (tm.N_PROMPTS, 2, 2)
+    assert sample["targets"].shape == (tm.N_PROMPTS, tm.LOW_RES, tm.LOW_RES)
+    assert (sample["targets"].flatten(1).amax(1) > 0).all()  # every prompt has an object

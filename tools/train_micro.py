@@ -1,0 +1,640 @@
+"""Train the micro SAM2 (src/napari_sam2/engine/configs/sam2.1_hiera_micro.yaml) on synthetic
+microscopy, so that tests and the offline demo see real segmentation (issues 4 and 5).
+
+Recipe (image mode, issue 4)
+----------------------------
+* Data: ``napari_sam2.engine.synthetic.synthetic_cells`` rendered on the fly by DataLoader
+  workers; every image draws its size (160-768 px a side, any aspect), dtype (uint8/uint16),
+  cell radius (10-150 px once resized to the model's 1024 input), coverage, touching pairs,
+  irregularity and elongation from a generator seeded by ``--seed`` and the worker id.
+  Frames are normalised exactly as the plugin does (0.5 / 99.8 percentiles to 0..1; 30 % of
+  images use min/max or a gamma instead, for robustness), then resized to 1024 with the same
+  antialiased bilinear resize and ImageNet normalisation as ``SAM2ImagePredictor``.
+* Prompts, 16 per image: 7 single positive clicks (3 multimask outputs, loss on the best),
+  3 boxes (jittered), 3 positive + negative pairs (negative in a neighbour or the background
+  near the object), 3 mask prompts (degraded ground truth as +-10 logits, like the plugin's
+  ``mask_to_logits``); the single clicks are then corrected twice (a click in the largest
+  error region of the model's own answer) and the 2- and 3-click prompts are trained too.
+* Loss: 20 x focal + dice on the 256 x 256 low-resolution logits, MSE of the IoU head
+  against the true IoU of every output, a cross-entropy that teaches the IoU head to rank
+  the best of the three outputs first, 0.05 x the mask loss on the two non-best outputs (so no
+  output collapses to empty or everything), object-score BCE (object present), and during
+  the first 30 % of steps a class-balanced BCE to leave the all-background plateau.
+* AdamW lr 2e-3, weight decay 0.01, 150-step warm-up then cosine to 5 %, bf16 autocast,
+  gradient clipping at 1.0, seed 0.
+* The forward is the one ``SAM2ImagePredictor`` runs (``no_mem_embed`` added to the lowest
+  resolution features, box corners as points labelled 2 and 3 before the clicks, the padding
+  point); ``--check`` verifies it against the stock predictor on CPU.
+
+Video mode (issue 5) extends the same loop: see ``--video-frac`` and ``video_step``.
+
+Command used for the packaged checkpoint (on one H100; see docs/micro-model.md)::
+
+    python tools/train_micro.py --out $OUT --seed 0 --batch 24 --workers 14 \
+        --budget-s 960 --time-limit 500            # first call: plans the schedule
+    python tools/train_micro.py --out $OUT --resume .train/ckpt --time-limit 500
+
+The result is written as ``$OUT/model.pt`` (``{"model": state_dict}``, float32), ``$OUT/opt.pt``
+(optimizer state for resuming) and ``$OUT/log.jsonl`` (one JSON line per logged step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "src/napari_sam2/engine/configs/sam2.1_hiera_micro.yaml"
+IMAGE_SIZE = 1024
+LOW_RES = 256
+MASK_LOGIT = 10.0  # as napari_sam2.engine.prompts.mask_to_logits
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+PROMPTS = {"click": 7, "box": 3, "pair": 3, "mask": 3}  # per image
+N_PROMPTS = sum(PROMPTS.values())
+
+
+def _import_synthetic():
+    """The generator lives in the package; the GPU machine gets a copy beside this script."""
+    try:
+        from napari_sam2.engine import synthetic
+    except ImportError:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import synthetic  # type: ignore[no-redef]
+    return synthetic
+
+
+# --------------------------------------------------------------------------- model
+
+
+def build_model(config: str | Path = DEFAULT_CONFIG, video: bool = False, inference=False):
+    """The micro SAM2 built from its YAML, as napari_sam2.engine.models does (no weights)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(str(config))
+    over = []
+    if inference:  # what sam2's builders (and the plugin) add for inference
+        over += [
+            "model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+            "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+            "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+        ]
+    if video:
+        over += ["model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor"]
+        if inference:
+            over += ["model.binarize_mask_from_pts_for_mem_enc=true", "model.fill_hole_area=8"]
+    if over:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(over))
+    OmegaConf.resolve(cfg)
+    return instantiate(cfg.model, _recursive_=True)
+
+
+def normalise(plane: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Plane to float32 0..1 as the plugin does (0.5 / 99.8 percentiles, see engine/frames.py).
+
+    With ``rng``, 30 % of planes get another contrast instead (min/max, or a gamma), so the
+    model does not depend on one exact normalisation.
+    """
+    x = plane.astype(np.float32)
+    lo, hi = np.percentile(x[::2, ::2], [0.5, 99.8])
+    if rng is not None:
+        u = rng.random()
+        if u < 0.15:
+            lo, hi = float(x.min()), float(x.max())
+        elif u < 0.2:
+            lo, hi = 0.0, float(np.iinfo(plane.dtype).max) * rng.uniform(0.1, 1.0)
+    if hi <= lo:
+        hi = lo + 1.0
+    x = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    if rng is not None and rng.random() < 0.1:
+        x = x ** rng.uniform(0.6, 1.6)
+    return x.astype(np.float32)
+
+
+def to_model_input(frames01: torch.Tensor) -> torch.Tensor:
+    """(B, 1 or 3, H, W) 0..1 → (B, 3, 1024, 1024) as SAM2Transforms (resize, ImageNet norm)."""
+    x = frames01.float()
+    if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+        x = F.interpolate(
+            x, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True
+        )
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def image_features(model, images: torch.Tensor) -> dict:
+    """Backbone features exactly as ``SAM2ImagePredictor.set_image_batch`` computes them."""
+    backbone_out = model.forward_image(images)
+    _, vision_feats, _, feat_sizes = model._prepare_backbone_features(backbone_out)
+    if model.directly_add_no_mem_embed:
+        vision_feats[-1] = vision_feats[-1] + model.no_mem_embed
+    b = images.shape[0]
+    feats = [
+        f.permute(1, 2, 0).reshape(b, -1, *s)
+        for f, s in zip(vision_feats, feat_sizes, strict=True)
+    ]
+    return {"image_embed": feats[-1], "high_res_feats": feats[:-1]}
+
+
+def decode(model, feats, index, coords=None, labels=None, mask_input=None, multimask=False):
+    """Mask decoder for prompts on images ``index`` (one per prompt), as the predictor's _predict.
+
+    ``coords`` are (N, P, 2) in 1024-input pixels (x, y), box corners first with labels 2, 3.
+    Returns low-res logits (N, M, 256, 256), IoU predictions (N, M), object-score logits (N, 1).
+    """
+    points = None if coords is None else (coords, labels)
+    sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+    logits, iou, _, obj = model.sam_mask_decoder(
+        image_embeddings=feats["image_embed"][index],
+        image_pe=model.sam_prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask,
+        repeat_image=False,
+        high_res_features=[f[index] for f in feats["high_res_feats"]],
+    )
+    return logits, iou, obj
+
+
+# --------------------------------------------------------------------------- data
+
+
+class ImageStream(torch.utils.data.IterableDataset):
+    """Endless synthetic images with their prompts; each worker has its own seed."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid = 0 if info is None else info.id
+        torch.set_num_threads(1)
+        rng = np.random.default_rng([self.seed, wid])
+        while True:
+            yield make_image_sample(rng)
+
+
+def random_cells(rng: np.random.Generator):
+    """One training image: sizes, densities and shapes drawn at random (see module docstring)."""
+    syn = _import_synthetic()
+    h, w = (int(v) for v in rng.integers(160, 769, 2))
+    r_model = math.exp(rng.uniform(math.log(10), math.log(150)))  # radius at 1024 input
+    radius = max(4.0, r_model * math.sqrt(h * w) / IMAGE_SIZE)
+    coverage = rng.uniform(0.05, 0.4)
+    n = int(np.clip(coverage * h * w / (math.pi * radius**2), 1, 60))
+    return syn.synthetic_cells(
+        (h, w),
+        n_cells=n,
+        dtype=np.uint8 if rng.random() < 0.4 else np.uint16,
+        seed=int(rng.integers(1 << 31)),
+        touching=bool(rng.random() < 0.5),
+        radius=radius,
+        irregularity=rng.uniform(0.0, 0.25),
+        max_elongation=rng.uniform(1.0, 2.5),
+    )
+
+
+def _pick_pixel(rng, mask: np.ndarray, interior: bool) -> tuple[float, float]:
+    """(row, col) of a pixel in ``mask``; ``interior`` favours pixels far from the border."""
+    ys, xs = np.nonzero(mask)
+    if interior and len(ys) > 20:
+        # Depth inside the object: the local fill of a window half the object's size.
+        y0, x0 = ys.min(), xs.min()
+        crop = np.pad(mask[y0 : ys.max() + 1, x0 : xs.max() + 1], 1).astype(np.float32)
+        k = max(1, int(math.sqrt(len(ys)) * 0.25))
+        box = np.pad(crop, k).cumsum(0).cumsum(1)  # integral image: k-box sums in O(1)
+        box = np.pad(box, ((1, 0), (1, 0)))
+        n = 2 * k + 1
+        sums = box[n:, n:] - box[:-n, n:] - box[n:, :-n] + box[:-n, :-n]
+        d = sums[ys - y0 + 1, xs - x0 + 1]
+        p = d**4 / (d**4).sum()
+        i = rng.choice(len(ys), p=p)
+    else:
+        i = rng.integers(len(ys))
+    return float(ys[i]) + rng.uniform(-0.4, 0.4), float(xs[i]) + rng.uniform(-0.4, 0.4)
+
+
+def make_image_sample(rng: np.random.Generator) -> dict:
+    """An image resized to 1024 and N_PROMPTS prompts with their 256 x 256 targets."""
+    image, labels = random_cells(rng)
+    h, w = labels.shape
+    frame = torch.from_numpy(normalise(image, rng))[None, None]
+    frame = F.interpolate(
+        frame, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True
+    )[0]
+    n_obj = int(labels.max())
+    objs = rng.permutation(np.tile(np.arange(1, n_obj + 1), N_PROMPTS // n_obj + 1))[:N_PROMPTS]
+    sy, sx = IMAGE_SIZE / h, IMAGE_SIZE / w  # pixel (row, col) → model input (x, y): x * sx
+    kinds = np.repeat(np.arange(len(PROMPTS)), list(PROMPTS.values()))
+    points = np.zeros((N_PROMPTS, 2, 2), np.float32)  # (x, y) in 1024 input pixels
+    targets = np.zeros((N_PROMPTS, LOW_RES, LOW_RES), np.uint8)
+    for j, (k, kind) in enumerate(zip(objs, kinds, strict=True)):
+        m = labels == k
+        t = F.interpolate(
+            torch.from_numpy(m.astype(np.float32))[None, None], (LOW_RES, LOW_RES), mode="area"
+        )
+        targets[j] = (t[0, 0].numpy() * 255).round().astype(np.uint8)
+        name = list(PROMPTS)[kind]
+        if name in ("click", "pair", "mask"):
+            r, c = _pick_pixel(rng, m, interior=rng.random() < 0.6)
+            points[j, 0] = (c * sx, r * sy)
+        if name == "pair":
+            ys, xs = np.nonzero(m)
+            pad_y = max(4, int(0.5 * (ys.max() - ys.min())))
+            pad_x = max(4, int(0.5 * (xs.max() - xs.min())))
+            y0, y1 = max(0, ys.min() - pad_y), min(h, ys.max() + pad_y + 1)
+            x0, x1 = max(0, xs.min() - pad_x), min(w, xs.max() + pad_x + 1)
+            win = labels[y0:y1, x0:x1]
+            other = (win > 0) & (win != k)
+            neg = other if other.any() and rng.random() < 0.6 else (win == 0)
+            if not neg.any():
+                neg = win != k
+            r, c = _pick_pixel(rng, neg, interior=rng.random() < 0.5)
+            points[j, 1] = ((c + x0) * sx, (r + y0) * sy)
+        if name == "box":
+            ys, xs = np.nonzero(m)
+            bh, bw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+            jit = rng.normal(0, 0.05, 4) * np.array([bw, bh, bw, bh])
+            x0 = np.clip(xs.min() + jit[0], 0, w - 1)
+            y0 = np.clip(ys.min() + jit[1], 0, h - 1)
+            x1 = np.clip(xs.max() + jit[2], x0 + 1, w)
+            y1 = np.clip(ys.max() + jit[3], y0 + 1, h)
+            points[j] = ((x0 * sx, y0 * sy), (x1 * sx, y1 * sy))
+    return {
+        "image": frame.half(),
+        "points": torch.from_numpy(points),
+        "targets": torch.from_numpy(targets),
+    }
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def mask_terms(logits: torch.Tensor, target: torch.Tensor):
+    """Per-output focal, dice, class-balanced BCE and true IoU (logits: N, M, h, w)."""
+    logits = logits.float()
+    t = target.expand_as(logits)
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    focal = (0.25 * t + 0.75 * (1 - t)) * ce * (1 - p_t) ** 2
+    focal = focal.flatten(2).mean(-1)
+    inter = (p * t).flatten(2).sum(-1)
+    dice = 1 - (2 * inter + 1) / (p.flatten(2).sum(-1) + t.flatten(2).sum(-1) + 1)
+    pos = t.flatten(2).mean(-1).clamp(1e-4, 1 - 1e-4)
+    w = torch.where(t > 0.5, 0.5 / pos[..., None, None], 0.5 / (1 - pos[..., None, None]))
+    bbce = (w * ce).flatten(2).mean(-1)
+    pred = logits > 0
+    tb = t > 0.5
+    union = (pred | tb).flatten(2).sum(-1).float()
+    iou = torch.where(union > 0, (pred & tb).flatten(2).sum(-1).float() / union.clamp(min=1), 1.0)
+    return focal, dice, bbce, iou
+
+
+def prompt_loss(logits, iou_pred, obj, target, bce_weight: float):
+    """Loss of one prompt group; with 3 outputs the best one carries the mask loss.
+
+    Returns (loss, IoU of the output the predictor would return, per-prompt IoU of that output).
+    """
+    focal, dice, bbce, iou = mask_terms(logits, target)
+    per_out = 20 * focal + dice + bce_weight * bbce
+    iou_pred = iou_pred.float()
+    if logits.shape[1] > 1:
+        best = per_out.argmin(1)
+        loss_mask = per_out.gather(1, best[:, None])[:, 0]
+        others = (per_out.sum(1) - loss_mask) / (per_out.shape[1] - 1)
+        loss_mask = loss_mask + 0.05 * others
+        rank = F.cross_entropy(iou_pred * 10, iou.argmax(1).detach())
+    else:
+        loss_mask = per_out[:, 0]
+        rank = torch.zeros((), device=logits.device)
+    loss_iou = F.mse_loss(iou_pred, iou.detach(), reduction="none").mean(1)
+    loss_obj = F.binary_cross_entropy_with_logits(obj.float()[:, 0], torch.ones_like(obj[:, 0]))
+    loss = loss_mask.mean() + loss_iou.mean() + 0.1 * rank + 0.1 * loss_obj
+    chosen = iou.gather(1, iou_pred.argmax(1, keepdim=True))[:, 0]
+    return loss, chosen
+
+
+def correction_click(logits, iou_pred, target):
+    """A click in the middle of the largest error of the chosen output (as a user would)."""
+    with torch.no_grad():
+        sel = logits.gather(
+            1, iou_pred.argmax(1)[:, None, None, None].expand(-1, 1, *logits.shape[-2:])
+        )
+        pred = sel[:, 0] > 0
+        tb = target[:, 0] > 0.5
+        err = (pred ^ tb).float()[:, None]
+        depth = F.avg_pool2d(err, 15, stride=1, padding=7)[:, 0] * err[:, 0]
+        flat = depth.flatten(1).argmax(1)
+        none = depth.flatten(1).amax(1) <= 0
+        if none.any():  # no error: a click inside the object
+            inside = tb.flatten(1).float() + 1e-6
+            flat = torch.where(none, torch.multinomial(inside, 1)[:, 0], flat)
+        y, x = flat // LOW_RES, flat % LOW_RES
+        label = tb.flatten(1).gather(1, flat[:, None])[:, 0].int()
+        scale = IMAGE_SIZE / LOW_RES
+        xy = torch.stack([(x.float() + 0.5) * scale, (y.float() + 0.5) * scale], -1)
+    return xy[:, None], label[:, None]
+
+
+def degraded_mask_prompt(target: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A ground-truth mask, dilated / eroded / shifted / coarsened, as +-10 logits."""
+    m = (target > 0.5).float()
+    n = m.shape[0]
+    out = []
+    for i in range(n):
+        x = m[i : i + 1]
+        k = int(torch.randint(0, 4, (1,), generator=gen))
+        if k:
+            if torch.rand(1, generator=gen) < 0.5:
+                x = F.max_pool2d(x, 2 * k + 1, 1, k)
+            else:
+                x = -F.max_pool2d(-x, 2 * k + 1, 1, k)
+        dy, dx = (int(v) for v in torch.randint(-3, 4, (2,), generator=gen))
+        x = torch.roll(x, (dy, dx), (-2, -1))
+        if torch.rand(1, generator=gen) < 0.3:
+            f = int(torch.randint(4, 17, (1,), generator=gen))
+            x = F.interpolate(F.avg_pool2d(x, f, f, ceil_mode=True), (LOW_RES, LOW_RES))
+            x = (x > 0.5).float()
+        out.append(x)
+    return (torch.cat(out) * 2 - 1) * MASK_LOGIT
+
+
+# --------------------------------------------------------------------------- training step
+
+
+def image_step(model, batch, step_frac: float, gen: torch.Generator, device) -> tuple:
+    """One image-mode step: all prompt groups on a batch of images; returns (loss, metrics)."""
+    images = to_model_input(batch["image"].to(device, non_blocking=True))
+    points = batch["points"].to(device, non_blocking=True)  # (B, N, 2, 2)
+    targets = batch["targets"].to(device, non_blocking=True).float()[:, :, None] / 255.0
+    b = images.shape[0]
+    bce_w = max(0.0, 1.0 - step_frac / 0.3)
+    with torch.autocast("cuda" if device.type == "cuda" else "cpu", dtype=torch.bfloat16):
+        feats = image_features(model, images)
+    img_idx = torch.arange(b, device=device)[:, None].expand(b, N_PROMPTS)
+    offs = np.cumsum([0] + list(PROMPTS.values()))
+    group = {name: slice(offs[i], offs[i + 1]) for i, name in enumerate(PROMPTS)}
+
+    def take(name):
+        s = group[name]
+        return (
+            img_idx[:, s].reshape(-1),
+            points[:, s].reshape(-1, 2, 2),
+            targets[:, s].flatten(0, 1),
+        )
+
+    losses, metrics = [], {}
+    ac = torch.autocast("cuda" if device.type == "cuda" else "cpu", dtype=torch.bfloat16)
+    # Single clicks: three outputs.
+    idx, pts, tgt = take("click")
+    ones = torch.ones(len(idx), 1, dtype=torch.int32, device=device)
+    coords, labels = pts[:, :1], ones
+    with ac:
+        lg, iou_p, obj = decode(model, feats, idx, coords, labels, multimask=True)
+    loss, chosen = prompt_loss(lg, iou_p, obj, tgt, bce_w)
+    losses.append(loss * 2)
+    metrics["click"] = chosen.mean().item()
+    # Two and three clicks from the model's own errors.
+    for n_click in (2, 3):
+        xy, lab = correction_click(lg.float(), iou_p.float(), tgt)
+        coords = torch.cat([coords, xy], 1)
+        labels = torch.cat([labels, lab], 1)
+        with ac:
+            lg, iou_p, obj = decode(model, feats, idx, coords, labels, multimask=False)
+        loss, chosen = prompt_loss(lg, iou_p, obj, tgt, bce_w)
+        losses.append(loss)
+        metrics[f"click{n_click}"] = chosen.mean().item()
+    # Boxes.
+    idx, pts, tgt = take("box")
+    box_labels = torch.tensor([[2, 3]], dtype=torch.int32, device=device).expand(len(idx), 2)
+    with ac:
+        lg, iou_p, obj = decode(model, feats, idx, pts, box_labels, multimask=False)
+    loss, chosen = prompt_loss(lg, iou_p, obj, tgt, bce_w)
+    losses.append(loss)
+    metrics["box"] = chosen.mean().item()
+    # Positive + negative pairs.
+    idx, pts, tgt = take("pair")
+    pair_labels = torch.tensor([[1, 0]], dtype=torch.int32, device=device).expand(len(idx), 2)
+    with ac:
+        lg, iou_p, obj = decode(model, feats, idx, pts, pair_labels, multimask=False)
+    loss, chosen = prompt_loss(lg, iou_p, obj, tgt, bce_w)
+    losses.append(loss)
+    metrics["pair"] = chosen.mean().item()
+    # Mask prompts (half of them with the click too).
+    idx, pts, tgt = take("mask")
+    mask_in = degraded_mask_prompt(tgt, gen)
+    half = len(idx) // 2
+    with ac:
+        lg1, iou1, obj1 = decode(model, feats, idx[:half], mask_input=mask_in[:half])
+        lg2, iou2, obj2 = decode(
+            model, feats, idx[half:], pts[half:, :1], ones[: len(idx) - half], mask_in[half:]
+        )
+    loss1, ch1 = prompt_loss(lg1, iou1, obj1, tgt[:half], bce_w)
+    loss2, ch2 = prompt_loss(lg2, iou2, obj2, tgt[half:], bce_w)
+    losses += [loss1 * 0.5, loss2 * 0.5]
+    metrics["mask"] = torch.cat([ch1, ch2]).mean().item()
+    total = sum(losses) / 6.0
+    metrics["loss"] = total.item()
+    return total, metrics
+
+
+# --------------------------------------------------------------------------- check
+
+
+def check_against_predictor(config=DEFAULT_CONFIG, checkpoint=None) -> float:
+    """Largest difference between this script's forward and the stock SAM2ImagePredictor (CPU)."""
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    if checkpoint:
+        model.load_state_dict(
+            torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+        )
+    syn = _import_synthetic()
+    image, labels = syn.synthetic_cells((300, 420), n_cells=5, seed=7)
+    frame01 = normalise(image)
+    pred = SAM2ImagePredictor(model)
+    worst = 0.0
+    with torch.no_grad():
+        pred.set_image(np.repeat(frame01[..., None], 3, -1))
+        feats = image_features(model, to_model_input(torch.from_numpy(frame01)[None, None]))
+        for a, b in zip(
+            [feats["image_embed"], *feats["high_res_feats"]],
+            [pred._features["image_embed"], *pred._features["high_res_feats"]],
+            strict=True,
+        ):
+            worst = max(worst, (a - b).abs().max().item())
+        h, w = labels.shape
+        s = torch.tensor([IMAGE_SIZE / w, IMAGE_SIZE / h])
+        idx = torch.zeros(1, dtype=torch.long)
+        click = np.array([[210.0, 140.0]], np.float32)  # (x, y) pixels
+        box = np.array([100.0, 80.0, 260.0, 200.0], np.float32)
+        mask = np.where(labels == 1, MASK_LOGIT, -MASK_LOGIT).astype(np.float32)
+        mask = F.interpolate(torch.from_numpy(mask)[None, None], (LOW_RES, LOW_RES))[0].numpy()
+        cases = [
+            (dict(point_coords=click, point_labels=[1]), True),
+            (dict(box=box), False),
+            (
+                dict(
+                    point_coords=np.array([[210, 140], [50, 60]], np.float32), point_labels=[1, 0]
+                ),
+                False,
+            ),
+            (dict(mask_input=mask), False),
+        ]
+        for kwargs, mm in cases:
+            _, _, low = pred.predict(**kwargs, multimask_output=mm, return_logits=True)
+            if "box" in kwargs:
+                coords = torch.from_numpy(box).view(1, 2, 2) * s
+                labels_t = torch.tensor([[2, 3]], dtype=torch.int32)
+            elif "point_coords" in kwargs:
+                coords = torch.from_numpy(kwargs["point_coords"])[None] * s
+                labels_t = torch.tensor([kwargs["point_labels"]], dtype=torch.int32)
+            else:
+                coords = labels_t = None
+            mi = torch.from_numpy(mask)[None] if "mask_input" in kwargs else None
+            lg, _, _ = decode(model, feats, idx, coords, labels_t, mi, multimask=mm)
+            worst = max(worst, (lg.clamp(-32, 32)[0] - torch.from_numpy(low)).abs().max().item())
+    return worst
+
+
+# --------------------------------------------------------------------------- main
+
+
+def lr_at(step: int, total: int, base: float, warmup: int = 150) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    frac = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def save(out: Path, model, opt, meta: dict, log: list) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save({"model": sd}, out / "model.tmp")
+    os.replace(out / "model.tmp", out / "model.pt")
+    torch.save(opt.state_dict(), out / "opt.tmp")
+    os.replace(out / "opt.tmp", out / "opt.pt")
+    (out / "meta.json").write_text(json.dumps(meta))
+    with open(out / "log.jsonl", "w") as f:
+        for row in log:
+            f.write(json.dumps(row) + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--out", default="out/micro")
+    ap.add_argument("--resume", default=None, help="folder with model.pt, opt.pt, meta.json")
+    ap.add_argument("--init", default=None, help="start from these weights (new schedule)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=24)
+    ap.add_argument("--workers", type=int, default=14)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--total-steps", type=int, default=0, help="0: plan from --budget-s")
+    ap.add_argument("--budget-s", type=float, default=900.0, help="training time to plan for")
+    ap.add_argument("--time-limit", type=float, default=500.0, help="stop and save after this")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many (smoke)")
+    ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--check", action="store_true", help="compare with SAM2ImagePredictor, exit")
+    args = ap.parse_args(argv)
+
+    if args.check:
+        print(json.dumps({"max_abs_diff_vs_predictor": check_against_predictor(args.config)}))
+        return
+
+    t_start = time.time()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(args.seed)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    model = build_model(args.config).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    meta = {"step": 0, "total_steps": args.total_steps, "seed": args.seed, "train_s": 0.0}
+    log: list = []
+    if args.resume:
+        r = Path(args.resume)
+        model.load_state_dict(torch.load(r / "model.pt", map_location=device)["model"])
+        opt.load_state_dict(torch.load(r / "opt.pt", map_location=device))
+        meta = json.loads((r / "meta.json").read_text())
+        if (r / "log.jsonl").exists():
+            log = [json.loads(x) for x in (r / "log.jsonl").read_text().splitlines() if x]
+    elif args.init:
+        model.load_state_dict(torch.load(args.init, map_location=device)["model"])
+    n_params = sum(p.numel() for p in model.parameters())
+    print(json.dumps({"params": n_params, "device": str(device), "resume_step": meta["step"]}))
+
+    loader = torch.utils.data.DataLoader(
+        ImageStream(args.seed * 1000 + meta["step"]),
+        batch_size=args.batch,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if args.workers else None,
+        persistent_workers=bool(args.workers),
+    )
+    gen = torch.Generator().manual_seed(args.seed + meta["step"])
+    out = Path(args.out)
+    it = iter(loader)
+    t0 = time.time()
+    t_rate = None
+    step0 = meta["step"]
+    acc: dict = {}
+    while True:
+        step = meta["step"]
+        total = meta["total_steps"] or 10**9
+        if step >= total or (args.max_steps and step - step0 >= args.max_steps):
+            break
+        if time.time() - t_start > args.time_limit:
+            break
+        batch = next(it)
+        if step - step0 == 10:
+            torch.cuda.synchronize() if device.type == "cuda" else None
+            t_rate = time.time()
+        if step - step0 == 40 and not meta["total_steps"]:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            rate = (time.time() - t_rate) / 30
+            meta["total_steps"] = int(args.budget_s / rate)
+            print(json.dumps({"s_per_step": round(rate, 4), "planned_steps": meta["total_steps"]}))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, meta["total_steps"] or 10**6, args.lr)
+        frac = step / max(1, meta["total_steps"] or 10**6)
+        loss, metrics = image_step(model, batch, frac, gen, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        meta["step"] = step + 1
+        for k, v in metrics.items():
+            acc.setdefault(k, []).append(v)
+        if (step + 1) % args.log_every == 0:
+            row = {"step": step + 1, "lr": g["lr"], "grad_norm": float(gn)}
+            row.update({k: round(float(np.mean(v)), 4) for k, v in acc.items()})
+            row["elapsed_s"] = round(meta["train_s"] + time.time() - t0, 1)
+            log.append(row)
+            acc = {}
+            print(json.dumps(row), flush=True)
+        if (step + 1) % 200 == 0:
+            save(out, model, opt, {**meta, "train_s": meta["train_s"] + time.time() - t0}, log)
+    meta["train_s"] += time.time() - t0
+    save(out, model, opt, meta, log)
+    print(json.dumps({"saved": str(out), **meta}))
+
+
+if __name__ == "__main__":
+    main()
