@@ -28,20 +28,53 @@ def write_object(
     ``previous`` is the mask this plugin wrote last time for the object on this plane: its
     pixels that still carry the id and are not in ``mask`` go back to background. New pixels
     take the id only where the labels are background, unless ``overwrite``. Everything is one
-    ``data_setitem`` call, so a single Ctrl-Z in the Labels layer undoes it.
+    ``data_setitem`` call, so a single Ctrl-Z in the Labels layer undoes it. The work is done
+    within the bounding box of the old and new mask, so a small object on a huge plane is
+    cheap in the GUI thread.
     """
-    current = np.asarray(labels_layer.data[plane_index])
-    new = np.zeros(current.shape, bool) if mask is None else mask
-    remove = np.zeros_like(new) if previous is None else previous & (current == object_id) & ~new
+    shape = _plane_shape(labels_layer.data.shape, plane_index)
+    written = np.zeros(shape, bool)
+    box = _bounding_box(mask, previous)
+    if box is None:
+        return written
+    rows, cols = box
+    current = np.asarray(labels_layer.data[_within(plane_index, rows, cols)])
+    new = np.zeros(current.shape, bool) if mask is None else mask[rows, cols]
+    old = np.zeros_like(new) if previous is None else previous[rows, cols]
     allowed = (current == 0) | (overwrite & (current != object_id))
     add = new & allowed
-    changed = remove | add
+    changed = (old & (current == object_id) & ~new) | add
     if changed.any():
-        rows, cols = np.nonzero(changed)
-        values = np.where(add[rows, cols], object_id, 0)
-        full_index = plane_indices(plane_index, rows, cols)
-        labels_layer.data_setitem(full_index, values)
-    return (new & allowed) | (new & (current == object_id))
+        r, c = np.nonzero(changed)
+        values = np.where(add[r, c], object_id, 0)
+        labels_layer.data_setitem(
+            plane_indices(plane_index, r + rows.start, c + cols.start), values
+        )
+    written[rows, cols] = new & (allowed | (current == object_id))
+    return written
+
+
+def _plane_shape(shape: tuple, plane_index: tuple) -> tuple[int, int]:
+    free = [n for n, i in zip(shape, plane_index, strict=True) if isinstance(i, slice)]
+    return free[0], free[1]
+
+
+def _bounding_box(*masks) -> tuple[slice, slice] | None:
+    """Row and column slices around every True pixel of the given masks (None: all empty)."""
+    masks = [m for m in masks if m is not None]
+    if not masks:
+        return None
+    rows = np.flatnonzero(np.logical_or.reduce([m.any(axis=1) for m in masks]))
+    cols = np.flatnonzero(np.logical_or.reduce([m.any(axis=0) for m in masks]))
+    if not len(rows):
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _within(plane_index: tuple, rows: slice, cols: slice) -> tuple:
+    """``plane_index`` with its two free axes narrowed to ``rows`` and ``cols``."""
+    free = iter((rows, cols))
+    return tuple(next(free) if isinstance(i, slice) else i for i in plane_index)
 
 
 def plane_indices(plane_index: tuple, rows: np.ndarray, cols: np.ndarray) -> tuple:

@@ -78,7 +78,8 @@ def displayed_plane(viewer, layer, channel_axis: int | None = None) -> Plane:
             "channel axis are supported. Select a sub-stack with napari first."
         )
     offset = viewer.dims.ndim - ndim
-    displayed = [ax - offset for ax in viewer.dims.displayed if ax - offset >= 0]
+    # In data-axis order, as the plane is read (a transposed view only changes the display).
+    displayed = sorted(ax - offset for ax in viewer.dims.displayed if ax - offset >= 0)
     if len(displayed) != 2:
         raise SAM2Error("The image layer has fewer than two displayed axes.")
     if channel_axis is not None and channel_axis in displayed:
