@@ -1,7 +1,8 @@
 """Screenshots of the real widget for docs/, taken with the packaged micro model.
 
 Run from the repository root under a display (or ``xvfb-run -a``):
-``.venv/bin/python tools/docs_screenshots.py`` writes docs/images/{click,objects,timelapse}.png.
+``.venv/bin/python tools/docs_screenshots.py`` writes docs/images/{click,objects,timelapse,
+everything}.png.
 """
 
 from pathlib import Path
@@ -56,6 +57,17 @@ def timelapse_plane() -> None:
     viewer.close()
 
 
+def everything() -> None:
+    viewer, widget = open_viewer_with_widget(cells()[0][0], name="synthetic cells")
+    widget.tabs.setCurrentIndex(1)
+    widget.automatic.run_button.native.click()
+    wait_until(lambda: widget.automatic.worker is None, 600)
+    viewer.layers.selection.active = widget.session.labels_layer
+    shoot(viewer, "everything.png")
+    viewer.close()
+
+
 if __name__ == "__main__":
     click_and_box()
     timelapse_plane()
+    everything()
