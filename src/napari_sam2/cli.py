@@ -58,7 +58,7 @@ def add_batch(subparsers) -> None:
     post.add_argument("--remove-border", action="store_true", help="drop objects at the edge")
     post.add_argument("--relabel", action="store_true", help="make ids 1..n")
 
-    where = parser.add_argument_group("where to run").add_mutually_exclusive_group()
+    where = parser.add_mutually_exclusive_group()  # where to run
     where.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler, e.g. tcp://h:8786")
     where.add_argument(
         "--workers", type=int, default=1, help="LocalCluster workers (0: in this process)"
