@@ -18,6 +18,7 @@ from napari_sam2.engine.automatic import (
     iter_mask_proposals,
     paint_labels,
 )
+from napari_sam2.engine.frames import Normalization
 
 LOOSE = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0, min_area=0, max_area_fraction=1.0)
 
@@ -159,3 +160,20 @@ def assert_each_cell_found_once(labels: np.ndarray, truth: np.ndarray, min_iou: 
         pred = labels == best
         iou = (pred & (truth == cell)).sum() / (pred | (truth == cell)).sum()
         assert iou > min_iou, f"cell {cell}: IoU {iou:.2f}"
+
+
+def test_track_everything_tracks_each_automatic_mask():
+    """Each automatic mask of the chosen frame becomes a tracked object, on every frame."""
+    from napari_sam2 import Segmenter
+    from napari_sam2.engine.synthetic import synthetic_clip
+
+    stack, _ = synthetic_clip(n_frames=3, shape=(192, 192), n_cells=3, seed=5)
+    seg = Segmenter("sam2.1_hiera_micro", device="cpu")
+    options = dict(points_per_side=8, min_area=64)
+    frames = {}
+    for frame, ids, _ in seg.track_everything(stack, frame=1, direction="both", **options):
+        frames.setdefault(frame, []).extend(ids)
+    seg.set_plane(stack[1], Normalization.for_data(stack, frame_axis=0))
+    ids = sorted(int(i) for i in np.unique(seg.segment_everything(**options)) if i)
+    assert ids and sorted(frames) == [0, 1, 2]
+    assert all(sorted(found) == ids for found in frames.values())

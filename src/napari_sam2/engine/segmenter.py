@@ -143,6 +143,34 @@ class Segmenter:
             except StopIteration as done:
                 return done.value
 
+    def track_everything(
+        self,
+        stack,
+        frame: int = 0,
+        direction: str = "both",
+        frame_axis: int = 0,
+        contrast_limits: Sequence[float] | None = None,
+        **options,
+    ) -> Frames:
+        """Segment everything on ``frame`` of ``stack``, then track each mask through it.
+
+        ``options`` go to ``segment_everything``; the stream is ``propagate``'s, with one
+        object per automatic mask (ids as in the automatic labels). Objects that appear later
+        can be added by segmenting a later frame and keeping the masks that overlap no
+        tracked object (the widget does this with *Skip masks over objects already labelled*).
+        """
+        source = frame_source_for(stack, frame_axis, contrast_limits)
+        if not 0 <= frame < len(source):
+            raise SAM2Error(f"Frame {frame} is outside the {len(source)} frames.")
+        self.set_plane(source.raw_plane(frame), source.normalization)
+        labels = self.segment_everything(**options)
+        ids = [int(i) for i in np.unique(labels) if i]
+        if not ids:
+            raise SAM2Error(f"Segment everything found no object on frame {frame}.")
+        prompts = {frame: {i: dict(mask=labels == i) for i in ids}}
+        limits = (source.normalization.low[0], source.normalization.high[0])
+        return self.propagate(stack, prompts, direction, frame_axis, limits)
+
     def propagation_session(
         self,
         stack,
