@@ -12,6 +12,7 @@ def main(argv=None) -> None:
     ap.add_argument("log", help="log.jsonl written by train_micro.py")
     ap.add_argument("--out", default="docs/images/micro-training.png")
     ap.add_argument("--keys", nargs="*", default=["click", "click3", "box", "pair", "mask"])
+    ap.add_argument("--title", default="loss (24 images x 16 prompts / step)")
     args = ap.parse_args(argv)
     import matplotlib
 
@@ -25,7 +26,7 @@ def main(argv=None) -> None:
     a.set_yscale("log")
     a.set_xlabel("step")
     a.set_ylabel("training loss")
-    a.set_title("loss (24 images x 16 prompts / step)")
+    a.set_title(args.title)
     for k in args.keys:
         if k in rows[-1]:
             b.plot(steps, [r.get(k, float("nan")) for r in rows], label=k)
@@ -34,7 +35,7 @@ def main(argv=None) -> None:
     b.set_ylim(0, 1)
     b.grid(alpha=0.3)
     b.legend()
-    b.set_title("mean IoU of the returned mask, by prompt")
+    b.set_title("mean IoU of the returned mask (track: frames 1-7)")
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90)

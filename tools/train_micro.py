@@ -7,8 +7,9 @@ Recipe (image mode, issue 4)
   workers; every image draws its size (160-768 px a side, any aspect), dtype (uint8/uint16),
   cell radius (10-150 px once resized to the model's 1024 input), coverage, touching pairs,
   irregularity and elongation from a generator seeded by ``--seed`` and the worker id.
-  Frames are normalised exactly as the plugin does (0.5 / 99.8 percentiles to 0..1; 30 % of
-  images use min/max or a gamma instead, for robustness), then resized to 1024 with the same
+  Frames are normalised exactly as the plugin does (0.5 / 99.8 percentiles to 0..1; 20 % of
+  images use min/max or part of the dtype range and 10 % a gamma, for robustness), then
+  resized to 1024 with the same
   antialiased bilinear resize and ImageNet normalisation as ``SAM2ImagePredictor``.
 * Prompts, 16 per image: 7 single positive clicks (3 multimask outputs, loss on the best),
   3 boxes (jittered), 3 positive + negative pairs (negative in a neighbour or the background
@@ -26,13 +27,36 @@ Recipe (image mode, issue 4)
   resolution features, box corners as points labelled 2 and 3 before the clicks, the padding
   point); ``--check`` verifies it against the stock predictor on CPU.
 
-Video mode (issue 5) extends the same loop: see ``--video-frac`` and ``video_step``.
+Recipe (video mode, issue 5)
+----------------------------
+* Starts from the image-mode weights and trains image and video mode together: every step
+  is the image step above on 12 images plus 8 clips of 8 frames (``synthetic_clip``, 160-448
+  px, 1-5 cells, up to 2 tracked per clip), normalised stack-wide as the plugin does.
+* Frame 0 is prompted (60 % click, 20 % box, 20 % mask, in sub-batches), frames 1-7 are
+  tracked from memory only, through the same ``SAM2Base`` internals as
+  ``SAM2VideoPredictor`` (``_track_step`` and ``_encode_memory_in_output``, keeping the three
+  outputs, IoUs and object scores for the loss), with gradients through the memory. The
+  backbone runs without gradients on clips (the image step trains it).
+* Loss per frame: best-of-three focal + dice where the cell is present, IoU head, ranking,
+  and object-score BCE against presence (cells vanish for 1-3 frames in 25 % of moving
+  clips).
+* Curriculum: half the clips are static at the start (memory only has to copy the mask),
+  10 % after 30 % of the run; z-stacks (20 %) are tracked from the widest slice either way.
+* lr 1e-3 for the memory parts, 0.3 x that for the image parts, 50 warm-up steps.
+* ``--overfit N`` trains on one fixed clip only: the check that the memory path can learn.
 
-Command used for the packaged checkpoint (on one H100; see docs/micro-model.md)::
+Commands used for the packaged checkpoint (each on one H100; see docs/micro-model.md)::
 
+    # image mode: two calls, the second resumes from the first's model.pt / opt.pt
     python tools/train_micro.py --out $OUT --seed 0 --batch 24 --workers 14 \
-        --budget-s 960 --time-limit 500            # first call: plans the schedule
-    python tools/train_micro.py --out $OUT --resume .train/ckpt --time-limit 500
+        --budget-s 960 --time-limit 455
+    python tools/train_micro.py --out $OUT --resume .train/ckpt --batch 24 --workers 14 \
+        --time-limit 540
+    # video mode, from the image-mode weights (git 423f2b4, sha256 3f1822ce...)
+    python tools/train_micro.py --init image.pt --overfit 100
+    python tools/train_micro.py --init image.pt --out $OUT --batch 12 --clips 8 \
+        --workers 8 --clip-workers 7 --lr 1e-3 --image-lr-mult 0.3 --warmup 50 \
+        --budget-s 700 --time-limit 420 --log-every 10
 
 The result is written as ``$OUT/model.pt`` (``{"model": state_dict}``, float32), ``$OUT/opt.pt``
 (optimizer state for resuming) and ``$OUT/log.jsonl`` (one JSON line per logged step).
@@ -601,9 +625,9 @@ def video_step(model, clips: list, device) -> tuple:
     the memory, as SAM2VideoPredictor runs it (track_step internals, outputs kept)."""
     ac = torch.autocast("cuda" if device.type == "cuda" else "cpu", dtype=torch.bfloat16)
     n_t = clips[0]["frames"].shape[0]
-    frames = torch.cat([c["frames"] for c in clips]).to(device, non_blocking=True)
     with torch.no_grad(), ac:  # the image branch trains the backbone; memory trains here
-        backbone_out = model.forward_image(to_model_input(frames))
+        frames = torch.cat([to_model_input(c["frames"].to(device)) for c in clips])
+        backbone_out = model.forward_image(frames)
         _, vis, pos, sizes = model._prepare_backbone_features(backbone_out)
     vis = [v.float() for v in vis]
     pos = [p.float() for p in pos]
