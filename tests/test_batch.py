@@ -155,6 +155,9 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path, folder, batch_args)
 def test_bad_inputs_are_clear_errors(tmp_path, batch_args):
     with pytest.raises(SAM2Error, match="No file matches"):
         run_batch(tmp_path / "nothing*.tif", tmp_path / "out", workers=0, **batch_args)
+    with pytest.raises(SAM2Error, match="not available here"):
+        elsewhere = batch_args | {"device": "mps", "segmenter": None}
+        run_batch(tmp_path, tmp_path / "out", workers=2, **elsewhere)
     with pytest.raises(SAM2Error, match="Unknown output format"):
         run_batch(tmp_path, tmp_path / "out", fmt="gif", workers=0, **batch_args)
 

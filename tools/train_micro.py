@@ -452,6 +452,251 @@ def image_step(model, batch, step_frac: float, gen: torch.Generator, device) -> 
     return total, metrics
 
 
+# --------------------------------------------------------------------------- video (issue 5)
+
+VIDEO_T = 8  # frames per training clip
+VIDEO_OBJ = 2  # tracked objects per clip (at most)
+
+
+class ClipStream(torch.utils.data.IterableDataset):
+    """Endless synthetic clips; ``progress`` (shared 0..1) drives the curriculum."""
+
+    def __init__(self, seed: int, progress=None, fixed: bool = False):
+        self.seed = seed
+        self.progress = progress
+        self.fixed = fixed  # the same clip forever (the overfitting check)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid = 0 if info is None else info.id
+        torch.set_num_threads(1)
+        rng = np.random.default_rng([self.seed, 7, wid])
+        while True:
+            if self.fixed:
+                rng = np.random.default_rng([self.seed, 7])
+            p = 1.0 if self.progress is None else float(self.progress.value)
+            yield make_clip_sample(rng, p)
+
+
+def make_clip_sample(rng: np.random.Generator, progress: float, n_frames: int = VIDEO_T) -> dict:
+    """A clip, its stack-wide normalisation, targets and a frame-0 prompt per object.
+
+    Curriculum: static clips (memory only has to copy the mask) are half of the clips at the
+    start and 10 % after 30 % of the run; the rest move smoothly (speed up to 3x the
+    evaluation speed), are z-stacks (tracked from the widest slice, either way), and 25 % of
+    the moving clips make cell 1 vanish for 1-3 frames.
+    """
+    syn = _import_synthetic()
+    h, w = (int(v) for v in rng.integers(160, 449, 2))
+    r_model = math.exp(rng.uniform(math.log(20), math.log(150)))
+    radius = max(5.0, r_model * math.sqrt(h * w) / IMAGE_SIZE)
+    n_cells = int(rng.integers(1, 6))
+    p_static = max(0.1, 0.5 - 0.4 * progress / 0.3)
+    u = rng.random()
+    motion = "static" if u < p_static else ("zstack" if u < p_static + 0.2 else "smooth")
+    absent = None
+    if motion != "zstack" and rng.random() < 0.25:
+        k = int(rng.integers(1, 4))
+        a = int(rng.integers(2, n_frames - k))
+        absent = (a, a + k)
+    seed = int(rng.integers(1 << 31))
+    dtype = np.uint8 if rng.random() < 0.4 else np.uint16
+    if motion == "zstack":
+        total = 2 * n_frames - 1
+        frames, labels = syn.synthetic_clip(
+            total, (h, w), n_cells, dtype, seed, "zstack", radius=radius
+        )
+        mid = n_frames - 1
+        order = np.arange(mid, total) if rng.random() < 0.5 else np.arange(mid, -1, -1)
+        frames, labels = frames[order], labels[order]
+    else:
+        frames, labels = syn.synthetic_clip(
+            n_frames,
+            (h, w),
+            n_cells,
+            dtype,
+            seed,
+            motion,
+            absent,
+            radius=radius,
+            speed=rng.uniform(0.3, 3.0),
+        )
+    # Stack-wide normalisation, as the plugin does for a time-lapse.
+    lo, hi = np.percentile(frames[:, ::2, ::2], [0.5, 99.8])
+    clip = np.clip((frames.astype(np.float32) - lo) / max(hi - lo, 1.0), 0, 1)
+    ids = [i for i in np.unique(labels[0]) if i > 0]
+    if 1 in ids and (absent is not None or motion == "zstack"):
+        ids = [1] + [i for i in ids if i != 1]
+    else:
+        ids = list(rng.permutation(ids))
+    ids = ids[:VIDEO_OBJ]
+    sy, sx = IMAGE_SIZE / h, IMAGE_SIZE / w
+    targets = np.zeros((VIDEO_OBJ, n_frames, LOW_RES, LOW_RES), np.uint8)
+    prompt = np.zeros((VIDEO_OBJ, 2, 2), np.float32)
+    kind = np.full(VIDEO_OBJ, -1, np.int64)  # 0 click, 1 box, 2 mask; -1 unused slot
+    lab = torch.from_numpy(labels)
+    for j, k in enumerate(ids):
+        t = F.interpolate((lab == k).float()[:, None], (LOW_RES, LOW_RES), mode="area")
+        targets[j] = (t[:, 0].numpy() * 255).round().astype(np.uint8)
+        m = labels[0] == k
+        u = rng.random()
+        kind[j] = 0 if u < 0.6 else (1 if u < 0.8 else 2)
+        if kind[j] == 0:
+            r, c = _pick_pixel(rng, m, interior=rng.random() < 0.7)
+            prompt[j, 0] = (c * sx, r * sy)
+        elif kind[j] == 1:
+            ys, xs = np.nonzero(m)
+            prompt[j] = ((xs.min() * sx, ys.min() * sy), (xs.max() * sx, ys.max() * sy))
+    return {
+        "frames": torch.from_numpy(clip).half()[:, None],
+        "targets": torch.from_numpy(targets),
+        "prompt": torch.from_numpy(prompt),
+        "kind": torch.from_numpy(kind),
+    }
+
+
+def collate_list(items):
+    return items
+
+
+def frame_loss(low_multi, ious, obj, target, present, bce_weight: float = 0.0):
+    """Loss on a tracked frame: best-of-outputs mask loss where the object is present,
+    IoU head, and the object score against presence. Masks the model hid (object score < 0
+    gives -1024) are clamped first."""
+    logits = low_multi.float().clamp(-32.0, 32.0)
+    focal, dice, bbce, iou = mask_terms(logits, target)
+    per_out = 20 * focal + dice + bce_weight * bbce
+    iou_pred = ious.float()
+    if logits.shape[1] > 1:
+        best = per_out.argmin(1)
+        lm = per_out.gather(1, best[:, None])[:, 0]
+        lm = lm + 0.05 * (per_out.sum(1) - lm) / (per_out.shape[1] - 1)
+        rank = F.cross_entropy(iou_pred * 10, iou.argmax(1), reduction="none")
+    else:
+        lm = per_out[:, 0]
+        rank = torch.zeros_like(lm)
+    li = F.mse_loss(iou_pred, iou, reduction="none").mean(1)
+    pres = present.float()
+    lo = F.binary_cross_entropy_with_logits(obj.float()[:, 0], pres, reduction="none")
+    n = pres.sum().clamp(min=1)
+    loss = ((lm + li + 0.1 * rank) * pres).sum() / n + lo.mean()
+    chosen = iou.gather(1, iou_pred.argmax(1, keepdim=True))[:, 0]
+    return loss, chosen
+
+
+def _cat_outputs(parts, order):
+    """Join the frame-0 outputs of prompt sub-batches back into object order."""
+    out = {}
+    for key in ("pred_masks", "pred_masks_high_res", "obj_ptr", "maskmem_features"):
+        out[key] = torch.cat([p[key] for p in parts])[order]
+    out["maskmem_pos_enc"] = [
+        torch.cat([p["maskmem_pos_enc"][i] for p in parts])[order]
+        for i in range(len(parts[0]["maskmem_pos_enc"]))
+    ]
+    return out
+
+
+def video_step(model, clips: list, device) -> tuple:
+    """Track every object of a batch of clips from a frame-0 prompt, with gradients through
+    the memory, as SAM2VideoPredictor runs it (track_step internals, outputs kept)."""
+    ac = torch.autocast("cuda" if device.type == "cuda" else "cpu", dtype=torch.bfloat16)
+    n_t = clips[0]["frames"].shape[0]
+    frames = torch.cat([c["frames"] for c in clips]).to(device, non_blocking=True)
+    with torch.no_grad(), ac:  # the image branch trains the backbone; memory trains here
+        backbone_out = model.forward_image(to_model_input(frames))
+        _, vis, pos, sizes = model._prepare_backbone_features(backbone_out)
+    vis = [v.float() for v in vis]
+    pos = [p.float() for p in pos]
+    clip_of, slot = [], []
+    for ci, c in enumerate(clips):
+        for j in range(c["kind"].shape[0]):
+            if int(c["kind"][j]) >= 0:
+                clip_of.append(ci)
+                slot.append(j)
+    clip_of_t = torch.tensor(clip_of, device=device)
+    kinds = torch.stack([clips[c]["kind"][j] for c, j in zip(clip_of, slot, strict=True)])
+    prompts = torch.stack([clips[c]["prompt"][j] for c, j in zip(clip_of, slot, strict=True)])
+    targets = torch.stack([clips[c]["targets"][j] for c, j in zip(clip_of, slot, strict=True)])
+    targets = targets.to(device).float()[:, :, None] / 255.0  # (B, T, 1, 256, 256)
+    prompts = prompts.to(device)
+    b = len(clip_of)
+    output_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    losses, chosen_all = [], []
+    for t in range(n_t):
+        idx = clip_of_t * n_t + t
+        feats_t = [v[:, idx] for v in vis]
+        pos_t = [p[:, idx] for p in pos]
+        tgt = targets[:, t]
+        present = tgt.flatten(1).amax(1) > 0.5
+        if t == 0:
+            parts, order_src = [], []
+            for kind in (0, 1, 2):
+                sel = (kinds == kind).nonzero()[:, 0].to(device)
+                if len(sel) == 0:
+                    continue
+                f_s = [v[:, sel] for v in feats_t]
+                p_s = [p[:, sel] for p in pos_t]
+                point_inputs = mask_inputs = None
+                if kind == 0:
+                    point_inputs = {
+                        "point_coords": prompts[sel, :1],
+                        "point_labels": torch.ones(len(sel), 1, dtype=torch.int32, device=device),
+                    }
+                elif kind == 1:
+                    point_inputs = {
+                        "point_coords": prompts[sel],
+                        "point_labels": torch.tensor(
+                            [[2, 3]], dtype=torch.int32, device=device
+                        ).expand(len(sel), 2),
+                    }
+                else:
+                    m = F.interpolate(tgt[sel], (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear")
+                    mask_inputs = (m > 0.5).float()
+                with ac:
+                    cur, sam_out, _, _ = model._track_step(
+                        t,
+                        True,
+                        f_s,
+                        p_s,
+                        sizes,
+                        point_inputs,
+                        mask_inputs,
+                        output_dict,
+                        n_t,
+                        False,
+                        None,
+                    )
+                    low_multi, _, ious, low, high, obj_ptr, obj = sam_out
+                    cur.update(pred_masks=low, pred_masks_high_res=high, obj_ptr=obj_ptr)
+                    model._encode_memory_in_output(f_s, sizes, point_inputs, True, high, obj, cur)
+                parts.append(cur)
+                order_src.append(sel)
+                if kind != 2:
+                    loss, ch = frame_loss(low_multi, ious, obj, tgt[sel], present[sel])
+                    losses.append(loss * len(sel) / b)
+            order = torch.argsort(torch.cat(order_src))
+            output_dict["cond_frame_outputs"][0] = _cat_outputs(parts, order)
+            continue
+        with ac:
+            cur, sam_out, _, _ = model._track_step(
+                t, False, feats_t, pos_t, sizes, None, None, output_dict, n_t, False, None
+            )
+            low_multi, _, ious, low, high, obj_ptr, obj = sam_out
+            cur.update(pred_masks=low, pred_masks_high_res=high, obj_ptr=obj_ptr)
+            model._encode_memory_in_output(feats_t, sizes, None, True, high, obj, cur)
+        output_dict["non_cond_frame_outputs"][t] = cur
+        loss, ch = frame_loss(low_multi, ious, obj, tgt, present)
+        losses.append(loss)
+        chosen_all.append(torch.where(present, ch, (obj[:, 0] <= 0).float()))
+    total = sum(losses) / n_t
+    track = torch.stack(chosen_all)  # (T-1, B): IoU if present, else 1 if hidden
+    return total, {
+        "vloss": total.item(),
+        "track": track.mean().item(),
+        "track_last": track[-1].mean().item(),
+    }
+
+
 # --------------------------------------------------------------------------- check
 
 
@@ -536,6 +781,24 @@ def save(out: Path, model, opt, meta: dict, log: list) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+def overfit_check(model, device, steps: int, seed: int) -> None:
+    """Issue 5's first lead: can the memory path learn at all? Train on one fixed clip."""
+    stream = iter(ClipStream(seed, fixed=True))
+    clips = [next(stream)]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    for step in range(steps):
+        loss, metrics = video_step(model, clips, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 10 == 0 or step == steps - 1:
+            print(
+                json.dumps({"overfit_step": step, **{k: round(v, 4) for k, v in metrics.items()}}),
+                flush=True,
+            )
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
@@ -543,13 +806,24 @@ def main(argv=None) -> None:
     ap.add_argument("--resume", default=None, help="folder with model.pt, opt.pt, meta.json")
     ap.add_argument("--init", default=None, help="start from these weights (new schedule)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch", type=int, default=24)
+    ap.add_argument("--batch", type=int, default=24, help="images per step")
+    ap.add_argument("--clips", type=int, default=0, help="video clips per step (0: image only)")
+    ap.add_argument("--video-weight", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=14)
+    ap.add_argument("--clip-workers", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument(
+        "--image-lr-mult",
+        type=float,
+        default=1.0,
+        help="lr factor for the image parts (backbone, prompt encoder, decoder)",
+    )
     ap.add_argument("--total-steps", type=int, default=0, help="0: plan from --budget-s")
     ap.add_argument("--budget-s", type=float, default=900.0, help="training time to plan for")
     ap.add_argument("--time-limit", type=float, default=500.0, help="stop and save after this")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many (smoke)")
+    ap.add_argument("--overfit", type=int, default=0, help="only train N steps on one clip")
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--check", action="store_true", help="compare with SAM2ImagePredictor, exit")
     args = ap.parse_args(argv)
@@ -564,7 +838,29 @@ def main(argv=None) -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     model = build_model(args.config).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location=device)["model"])
+    if args.overfit:
+        overfit_check(model, device, args.overfit, args.seed)
+        return
+    memory_parts = (
+        "memory_attention",
+        "memory_encoder",
+        "obj_ptr",
+        "maskmem_tpos_enc",
+        "no_obj",
+        "mask_downsample",
+    )
+    is_mem = [any(n.startswith(k) for k in memory_parts) for n, _ in model.named_parameters()]
+    params = [p for _, p in model.named_parameters()]
+    groups = [
+        {"params": [p for p, m in zip(params, is_mem, strict=True) if m], "mult": 1.0},
+        {
+            "params": [p for p, m in zip(params, is_mem, strict=True) if not m],
+            "mult": args.image_lr_mult,
+        },
+    ]
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
     meta = {"step": 0, "total_steps": args.total_steps, "seed": args.seed, "train_s": 0.0}
     log: list = []
     if args.resume:
@@ -574,8 +870,6 @@ def main(argv=None) -> None:
         meta = json.loads((r / "meta.json").read_text())
         if (r / "log.jsonl").exists():
             log = [json.loads(x) for x in (r / "log.jsonl").read_text().splitlines() if x]
-    elif args.init:
-        model.load_state_dict(torch.load(args.init, map_location=device)["model"])
     n_params = sum(p.numel() for p in model.parameters())
     print(json.dumps({"params": n_params, "device": str(device), "resume_step": meta["step"]}))
 
@@ -587,9 +881,21 @@ def main(argv=None) -> None:
         prefetch_factor=4 if args.workers else None,
         persistent_workers=bool(args.workers),
     )
+    it = iter(loader)
+    progress = torch.multiprocessing.Value("d", 0.0)
+    clip_it = None
+    if args.clips:
+        clip_loader = torch.utils.data.DataLoader(
+            ClipStream(args.seed * 1000 + meta["step"], progress),
+            batch_size=args.clips,
+            num_workers=args.clip_workers,
+            collate_fn=collate_list,
+            prefetch_factor=4 if args.clip_workers else None,
+            persistent_workers=bool(args.clip_workers),
+        )
+        clip_it = iter(clip_loader)
     gen = torch.Generator().manual_seed(args.seed + meta["step"])
     out = Path(args.out)
-    it = iter(loader)
     t0 = time.time()
     t_rate = None
     step0 = meta["step"]
@@ -612,9 +918,14 @@ def main(argv=None) -> None:
             meta["total_steps"] = int(args.budget_s / rate)
             print(json.dumps({"s_per_step": round(rate, 4), "planned_steps": meta["total_steps"]}))
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, meta["total_steps"] or 10**6, args.lr)
+            g["lr"] = g["mult"] * lr_at(step, meta["total_steps"] or 10**6, args.lr, args.warmup)
         frac = step / max(1, meta["total_steps"] or 10**6)
+        progress.value = frac
         loss, metrics = image_step(model, batch, frac, gen, device)
+        if clip_it is not None:
+            vloss, vmetrics = video_step(model, next(clip_it), device)
+            loss = loss + args.video_weight * vloss
+            metrics.update(vmetrics)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -623,7 +934,7 @@ def main(argv=None) -> None:
         for k, v in metrics.items():
             acc.setdefault(k, []).append(v)
         if (step + 1) % args.log_every == 0:
-            row = {"step": step + 1, "lr": g["lr"], "grad_norm": float(gn)}
+            row = {"step": step + 1, "lr": opt.param_groups[0]["lr"], "grad_norm": float(gn)}
             row.update({k: round(float(np.mean(v)), 4) for k, v in acc.items()})
             row["elapsed_s"] = round(meta["train_s"] + time.time() - t0, 1)
             log.append(row)

@@ -600,6 +600,10 @@ def iter_batch(
         if prompt_file is not None and not Path(prompt_file).exists():
             raise SAM2Error(f"The prompt file {prompt_file} does not exist.")
     _check_model(model, checkpoint)
+    if scheduler is None and segmenter is None:
+        from .engine.models import select_device
+
+        select_device(device)  # local workers have this machine's devices: check it now
     sources = find_inputs(inputs)
     job = BatchJob(
         check_writable(output),

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 
 from ..background import export_replaced, lazy_replaced
 from ..engine.errors import SAM2Error
 from ..extract import BACKGROUNDS, extract_objects
-from ..layers.annotation import AnnotationSession
+from .section import Section
 
 REPLACED_LAYER = "SAM2 background replaced"
 
 
-class AppsControls(Container):
+class AppsControls(Section):
     """Per-object layers, and the image with everything but the objects replaced."""
 
-    def __init__(self, annotation: AnnotationSession, notify):
-        super().__init__(labels=True)
-        self.annotation = annotation
-        self._notify = notify
-        self.worker = None
+    def __init__(self, annotation, notify):
+        super().__init__(annotation, notify)
         self.crop_background = ComboBox(label="Object background", choices=list(BACKGROUNDS))
         self.extract_button = PushButton(text="Extract objects as layers")
         self.mode = ComboBox(label="Replace background by", choices=["color", "blur"])

@@ -4,30 +4,25 @@ from __future__ import annotations
 
 from functools import partial
 
-from magicgui.widgets import CheckBox, Container, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets import CheckBox, FloatSpinBox, PushButton, SpinBox
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info
 
 from ..engine.automatic import AutomaticOptions
 from ..engine.errors import SAM2Error
-from ..layers.annotation import AnnotationSession
 from ..layers.automatic import merge_new_objects, segment_everything
+from .section import Section
 
 _DEFAULTS = AutomaticOptions()
 
 
-class AutomaticControls(Container):
+class AutomaticControls(Section):
     """SAM2's automatic mask generator on the displayed plane, with microscopy defaults."""
 
-    def __init__(self, annotation: AnnotationSession, notify):
-        super().__init__(labels=True)
-        self.annotation = annotation
-        self._notify = notify
-        self.worker = None
+    def __init__(self, annotation, notify):
+        super().__init__(annotation, notify)
         self._bar = None
-        self._alive = True
-        self.native.destroyed.connect(partial(setattr, self, "_alive", False))
         self.points_per_side = SpinBox(
             label="Points per side", min=4, max=128, value=_DEFAULTS.points_per_side
         )

@@ -5,32 +5,27 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 
 from ..engine.errors import SAM2Error
 from ..engine.video import DIRECTIONS
-from ..layers.annotation import AnnotationSession
 from ..layers.plane import displayed_plane
 from ..layers.propagation import LayerPropagation, frame_axes
 from ..measure import measure_table, save_labels, save_table_csv, tracks
+from .section import Section
 
 TRACKS_LAYER = "SAM2 tracks"
 
 
-class PropagationControls(Container):
+class PropagationControls(Section):
     """Frame axis, range and direction; Propagate with progress, ETA and Cancel; exports."""
 
-    def __init__(self, annotation: AnnotationSession, notify):
-        super().__init__(labels=True)
-        self.annotation = annotation
-        self._notify = notify
+    def __init__(self, annotation, notify):
+        super().__init__(annotation, notify)
         self.propagation: LayerPropagation | None = None
-        self.worker = None
         self._stream = None
-        self._alive = True
-        self.native.destroyed.connect(partial(setattr, self, "_alive", False))
 
         self.frame_axis = ComboBox(label="Frame axis", choices=self._axes)
         self.frame_axis.tooltip = "The time or z axis to propagate along"

@@ -17,6 +17,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_warning
+from qtpy.QtWidgets import QTabWidget
 
 from ..engine.errors import SAM2Error
 from ..engine.models import MICRO_MODEL, available_models
@@ -76,11 +77,8 @@ class SAM2Widget(Container):
         self.overwrite = CheckBox(text="Masks may overwrite other objects", value=False)
         self.status = Label(value="")
         self.automatic = AutomaticControls(self.session, _notify)
-        self.automatic.label = "Automatic"
         self.propagation = PropagationControls(self.session, _notify)
-        self.propagation.label = "Propagate"
         self.apps = AppsControls(self.session, _notify)
-        self.apps.label = "Objects"
         self.extend(
             [
                 self.model,
@@ -99,11 +97,17 @@ class SAM2Widget(Container):
                 self.refine_button,
                 self.overwrite,
                 self.status,
-                self.automatic,
-                self.propagation,
-                self.apps,
             ]
         )
+        # The secondary tools live in tabs, so the dock fits a laptop screen.
+        self.tabs = QTabWidget()
+        for title, section in (
+            ("Propagate", self.propagation),
+            ("Segment everything", self.automatic),
+            ("Objects", self.apps),
+        ):
+            self.tabs.addTab(section.native, title)
+        self.native.layout().addWidget(self.tabs)
 
         self.load_button.changed.connect(self.load_model)
         self.start_button.changed.connect(self.start)
