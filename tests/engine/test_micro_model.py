@@ -10,9 +10,8 @@ import torch
 from napari_sam2.engine.synthetic import synthetic_cells
 
 ROOT = Path(__file__).resolve().parents[2]
+# Joint image + video training (issue 5): one checkpoint for clicks and tracking.
 WEIGHTS = ROOT / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
-# Image + video training (issue 5); see docs/micro-model.md for why it is a separate file.
-VIDEO_WEIGHTS = ROOT / "src/napari_sam2/engine/weights/sam2.1_hiera_micro_video.pt"
 
 
 def _train_module():
@@ -22,10 +21,9 @@ def _train_module():
     return module
 
 
-@pytest.mark.parametrize("path", [WEIGHTS, VIDEO_WEIGHTS], ids=["image", "video"])
-def test_checkpoint_is_small_float32_state_dict(path):
-    assert path.stat().st_size <= 20 * 1024 * 1024
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+def test_checkpoint_is_small_float32_state_dict():
+    assert WEIGHTS.stat().st_size <= 20 * 1024 * 1024
+    ckpt = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
     assert list(ckpt) == ["model"]
     assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
     model = _train_module().build_model(video=True, inference=True)
@@ -80,7 +78,7 @@ def test_stock_video_predictor_tracks_a_moving_cell():
     spec.loader.exec_module(em)
     frames, labels = synthetic_clip(5, (160, 160), 2, seed=4321, speed=2.0)
     truth = labels == 1
-    video = em.VideoModel(VIDEO_WEIGHTS, device="cpu")
+    video = em.VideoModel(WEIGHTS, device="cpu")
     masks = video.track(em.clip_norm(frames), 0, em.deepest_point_torch(truth[0]))
     ious = [em.iou(masks[t], truth[t]) for t in range(len(truth))]
     assert min(ious) > 0.8, ious

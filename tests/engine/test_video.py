@@ -6,7 +6,6 @@ about 50 times faster on a CPU. The tracking-quality tests at the end use the pa
 model and are skipped while its checkpoint is missing or cannot track (image mode only).
 """
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -259,22 +258,8 @@ def test_memory_stays_flat_over_a_long_lazy_stack(model):
 
 # ---------------------------------------------------------------- quality, packaged micro model
 MICRO = Path(__file__).parents[2] / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
-# The first packaged micro model was trained in image mode only (issue 4): its memory encoder and
-# memory attention are untrained, so it cannot track, through sam2's own loop either (the cell
-# of these tests is lost on frame 1). These tests wait for the video-mode model (issue 5).
-IMAGE_MODE_ONLY = {"3f1822ce68d2b9cf3e8e30f2fae31fd9393deb5856735dc58959affff8f7ac1d"}
-
-
-def _micro_skip_reason() -> str | None:
-    if not MICRO.exists():
-        return f"the trained micro checkpoint {MICRO.name} is not packaged yet (engine/weights)"
-    if hashlib.sha256(MICRO.read_bytes()).hexdigest() in IMAGE_MODE_ONLY:
-        return "the packaged micro model is trained in image mode only: it cannot track yet"
-    return None
-
-
 needs_micro = pytest.mark.skipif(
-    _micro_skip_reason() is not None, reason=_micro_skip_reason() or ""
+    not MICRO.exists(), reason=f"the trained micro checkpoint {MICRO.name} is not packaged"
 )
 
 

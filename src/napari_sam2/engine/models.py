@@ -61,7 +61,7 @@ MODELS: dict[str, ModelSpec] = {
             MICRO_MODEL,
             "configs/sam2.1_hiera_micro.yaml",
             None,
-            "3f1822ce68d2b9cf3e8e30f2fae31fd9393deb5856735dc58959affff8f7ac1d",
+            "c07885375ee5c9c9ae6b31359a7ed77a55d9d593251643053ba5493386971de5",
             6,
             "napari_sam2.engine",
         ),
