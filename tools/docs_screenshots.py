@@ -2,7 +2,7 @@
 
 Run from the repository root under a display (or ``xvfb-run -a``):
 ``.venv/bin/python tools/docs_screenshots.py`` writes docs/images/{click,objects,timelapse,
-everything}.png.
+propagation,everything}.png.
 """
 
 from pathlib import Path
@@ -57,6 +57,25 @@ def timelapse_plane() -> None:
     viewer.close()
 
 
+def propagation() -> None:
+    frames = timelapse()[0][0]
+    viewer, widget = open_viewer_with_widget(frames, name="synthetic time-lapse")
+    _, truth = synthetic_clip(**TIMELAPSE)
+    for cell in (1, 2):
+        if cell > 1:
+            widget.session.new_object()
+        row, col = np.argwhere(truth[0] == cell).mean(axis=0)
+        widget.session.points_layer.add([[0, row, col]])
+        settle(widget)
+    widget.tabs.setCurrentIndex(0)
+    widget.propagation.propagate()
+    wait_until(lambda: widget.propagation.worker is None, 1200)
+    widget.propagation.add_tracks()
+    viewer.dims.set_current_step(0, 22)
+    shoot(viewer, "propagation.png")
+    viewer.close()
+
+
 def everything() -> None:
     viewer, widget = open_viewer_with_widget(cells()[0][0], name="synthetic cells")
     widget.tabs.setCurrentIndex(1)
@@ -70,4 +89,5 @@ def everything() -> None:
 if __name__ == "__main__":
     click_and_box()
     timelapse_plane()
+    propagation()
     everything()
