@@ -16,7 +16,6 @@ import numpy as np
 from .engine.errors import SAM2Error
 from .engine.frames import read_frame
 
-TRACK_COLUMNS = ("track_id", "t", "y", "x")
 _PROPERTY_NAMES = {
     "label": "label",
     "area": "area",

@@ -100,10 +100,6 @@ class Progress:
     done: int
     total: int
 
-    @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
-
 
 @dataclass
 class MaskProposal:

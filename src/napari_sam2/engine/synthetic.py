@@ -233,7 +233,6 @@ class _Scene:
     illumination: np.ndarray
     background: np.ndarray  # textured background + unlabelled debris, in signal units
     cell_texture: np.ndarray
-    contrast: float  # signal-to-background scale
     psf_sigma: float
     photons: float  # photon count of a full-brightness cell: sets the shot noise
     read_noise: float
@@ -270,7 +269,6 @@ def _make_scene(rng: np.random.Generator, shape: tuple[int, int], dtype, radius:
         illumination=_illumination(rng, shape),
         background=background.astype(np.float32),
         cell_texture=_smooth_noise(rng, shape, rng.uniform(3, 10)).astype(np.float32),
-        contrast=1.0,
         psf_sigma=rng.uniform(0.6, 1.8),
         photons=rng.uniform(80, 2000),
         read_noise=rng.uniform(0.005, 0.03),
