@@ -137,3 +137,29 @@ def test_exports_tracks_table_and_labels(viewer_widget, stack, qtbot, tmp_path):
     import tifffile
 
     np.testing.assert_array_equal(tifffile.imread(tif), session.labels_layer.data)
+
+
+def test_second_propagate_while_running_and_data_replaced(
+    viewer_widget, stack, qtbot, notifications
+):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(stack)
+    session = start(widget, layer)
+    session.points_layer.add([[0, 15, 16]])
+    settle(widget, qtbot)
+    controls = widget.propagation
+    controls.propagate_button.native.click()
+    running = controls.worker
+    controls.propagate()  # a second press (e.g. from the console) while the first runs
+    assert controls.worker is running
+    assert any("already running" in m for m in notifications)
+
+    def replace_data(_):
+        if layer.data is stack:
+            layer.data = stack.copy()
+
+    running.yielded.connect(replace_data)
+    qtbot.waitUntil(lambda: controls.worker is None, timeout=120_000)
+    assert any("image data changed" in m for m in notifications)
+    written = [t for t in range(6) if session.labels_layer.data[t].any()]
+    assert len(written) < 6  # the run stopped; nothing was written after the change
