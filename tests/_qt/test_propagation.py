@@ -163,3 +163,18 @@ def test_second_propagate_while_running_and_data_replaced(
     assert any("image data changed" in m for m in notifications)
     written = [t for t in range(6) if session.labels_layer.data[t].any()]
     assert len(written) < 6  # the run stopped; nothing was written after the change
+
+
+def test_loading_another_model_starts_a_new_propagation(viewer_widget, stack, qtbot):
+    viewer, widget = viewer_widget
+    session = start(widget, viewer.add_image(stack))
+    session.points_layer.add([[0, 15, 16]])
+    settle(widget, qtbot)
+    propagate_and_wait(widget, qtbot)
+    first = widget.propagation.propagation
+    old = session.segmenter
+    widget.load_model()
+    qtbot.waitUntil(lambda: session.segmenter is not old, timeout=60_000)
+    propagate_and_wait(widget, qtbot)
+    assert widget.propagation.propagation is not first
+    assert widget.propagation.propagation.segmenter is session.segmenter

@@ -49,6 +49,7 @@ class LayerPropagation:
                 "(a 2D image has none)."
             )
         self.annotation = annotation
+        self.segmenter = annotation.segmenter
         self.layer = layer
         self.data = layer.data
         self.frame_axis = frame_axis
@@ -75,14 +76,15 @@ class LayerPropagation:
         self._done: set[int] = set()  # objects propagated over the whole range
 
     def matches(self, annotation: AnnotationSession, frame_axis: int, frame_range) -> bool:
-        """Whether this propagation can be reused for the widget's current choices."""
+        """Whether this propagation can be reused: same model, image, axis, position, range."""
         here = displayed_plane(annotation.viewer, annotation.image_layer, annotation.channel_axis)
         others = [i for ax, i in enumerate(here.index) if ax != frame_axis]
         mine = [i for ax, i in enumerate(self._here.index) if ax != self.frame_axis]
         first, stop = self.session.frame_range
         wanted = frame_range or (0, len(self.session.source))
         return (
-            annotation.image_layer is self.layer
+            annotation.segmenter is self.segmenter
+            and annotation.image_layer is self.layer
             and annotation.image_layer.data is self.data
             and frame_axis == self.frame_axis
             and others == mine
