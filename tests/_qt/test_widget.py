@@ -228,3 +228,21 @@ def test_clicking_a_sample_cell_labels_that_cell(make_napari_viewer, qtbot):
         settle(widget, qtbot)
         got, want = session.labels_layer.data == k, truth == k
         assert (got & want).sum() / (got | want).sum() > 0.8, k
+
+
+def test_starting_on_another_image_keeps_the_first_images_layers(
+    viewer_widget, cells_image, qtbot
+):
+    viewer, widget = viewer_widget
+    first = viewer.add_image(cells_image, name="first")
+    session = start(widget, first)
+    session.points_layer.add([[30, 35]])
+    settle(widget, qtbot)
+    first_labels = session.labels_layer.data.copy()
+    second = viewer.add_image(cells_image[:40, :50].copy(), name="second")
+    start(widget, second)
+    assert len(session.points_layer.data) == 0
+    assert session.labels_layer.data.shape == (40, 50) and not session.labels_layer.data.any()
+    kept = viewer.layers["SAM2 labels (first)"]
+    np.testing.assert_array_equal(kept.data, first_labels)
+    assert len(viewer.layers["SAM2 points (first)"].data) == 1

@@ -74,6 +74,8 @@ class AnnotationSession:
         )
         if labels_layer is not None:
             check_labels_fit(labels_layer, shape)
+        if self.image_layer is not None and self.image_layer is not image_layer:
+            self._retire_layers()
         self.image_layer = image_layer
         spatial = dict(scale=image_layer.scale, translate=image_layer.translate)
         layers = self.viewer.layers
@@ -111,6 +113,13 @@ class AnnotationSession:
         self.set_positive(True)
         self._applied.clear()
         self._written.clear()
+
+    def _retire_layers(self) -> None:
+        """Keep the previous image's prompts and labels under new names, freeing ours."""
+        suffix = f" ({self.image_layer.name})"
+        for layer in (self.points_layer, self.shapes_layer, self.labels_layer):
+            if layer is not None and layer.name in (names.POINTS, names.BOXES, names.LABELS):
+                layer.name = layer.name + suffix
 
     def _existing(self, name: str, shape: tuple[int, ...]):
         if name in self.viewer.layers:
