@@ -43,8 +43,6 @@ class Segmenter:
         # Held while the current image is set and used, so that worker threads (clicks,
         # segment-everything) never interleave a set_plane with another's predict.
         self.lock = threading.RLock()
-        self._shape: tuple[int, int] | None = None
-        self._factor = 1
         self._plane: np.ndarray | None = None
         self._normalization: Normalization | None = None
         self.last_proposals: list = []  # MaskProposals of the last segment_everything
@@ -95,9 +93,13 @@ class Segmenter:
         with self.lock:
             cached = self.session.is_cached(key)
             self.session.set_frame(None if cached else to_model_frame(plane, normalization), key)
-            self._shape = plane.shape[:2]
-            self._factor = shrink_factor(plane.shape)
             self._plane, self._normalization = plane, normalization
+
+    def _geometry(self) -> tuple[tuple[int, int], int]:
+        """The current plane's (H, W) and the factor it is shrunk by for the model."""
+        if self._plane is None:
+            raise SAM2Error("No image is set: call set_image first.")
+        return self._plane.shape[:2], shrink_factor(self._plane.shape)
 
     def current_frame(self) -> np.ndarray:
         """The current image as the model sees it: (h, w, 3) float32 in [0, 1], maybe shrunk."""
@@ -107,10 +109,8 @@ class Segmenter:
 
     def predict(self, points=None, point_labels=None, box=None, mask=None) -> np.ndarray:
         """Boolean (H, W) mask of one object from clicks, a box and/or a mask prompt."""
-        if self._shape is None:
-            raise SAM2Error("No image is set: call set_image first.")
         with self.lock:
-            shape, factor = self._shape, self._factor
+            shape, factor = self._geometry()
             prompts = PromptSet.from_arguments(points, point_labels, box, mask).validate(shape)
             result, _ = self.session.predict(prompts.scaled(factor))
         return _upscale(result, factor, shape) if factor > 1 else result
@@ -124,7 +124,7 @@ class Segmenter:
         settings = AutomaticOptions.from_kwargs(**options)
         with self.lock:  # the generator works on its own copy of the image and embedding
             frame, embedding = self.current_frame(), self.session.embedding()
-            shape, factor = self._shape, self._factor
+            shape, factor = self._geometry()
         proposals = yield from iter_mask_proposals(self.model, frame, settings, embedding)
         self.last_proposals = proposals
         labels = paint_labels(proposals, frame.shape[:2], settings)
