@@ -6,17 +6,27 @@
 * ``viewer``: moving a mask in a Labels layer of a hidden and of a shown viewer, at 1024² and
   4096² (a hidden viewer re-slices the whole layer on every edit);
 * ``write``: the cost of ``write_object`` against mask size at 1024² and 4096², and of its
-  whole-plane numpy part alone.
+  whole-plane numpy part alone;
+* ``propagation``: where a tracked frame's time goes, in this engine and in the official
+  predictor (sam2.1 tiny, random weights, one object): wall-clock time per step of the
+  engine, then torch's profiler over a stretch of frames of each (host time per operator,
+  and how much of the wall-clock time the GPU is busy);
+* ``pipeline``: the engine's frames/s with parts of its GPU pipeline switched off (frame
+  readers, the encode-ahead thread), against the official loop, in one process.
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python bench/diagnostics.py viewer
     python bench/diagnostics.py threads
+    python bench/diagnostics.py propagation --device cuda --frames 200
+    python bench/diagnostics.py pipeline --device cuda --frames 300
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import checkpoint_for
@@ -135,11 +145,201 @@ def write() -> None:
     view.close()
 
 
+class _Timer:
+    """Accumulated wall-clock time of a wrapped function (thread-safe enough for totals)."""
+
+    def __init__(self, owner, name: str):
+        self.owner, self.name, self.total, self.calls = owner, name, 0.0, 0
+        self.inner = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return self.inner(*args, **kwargs)
+            finally:
+                self.total += time.perf_counter() - start
+                self.calls += 1
+
+        setattr(owner, name, timed)
+
+    def restore(self) -> None:
+        setattr(self.owner, self.name, self.inner)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.total:.2f} s in {self.calls} calls"
+
+
+def _synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _profile(label: str, frames, count: int) -> None:
+    """torch's profiler over ``count`` items of an iterator of tracked frames."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    _synchronize()
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(count):
+            next(frames)
+        _synchronize()
+    wall = time.perf_counter() - start
+    events = prof.key_averages()
+    gpu = sum(e.self_device_time_total for e in events) / 1e6
+    print(
+        f"\n== {label}: {count} frames in {wall:.2f} s under the profiler "
+        f"({wall / count * 1000:.1f} ms a frame); GPU busy {gpu:.2f} s "
+        f"({gpu / wall:.0%} of the time)",
+        flush=True,
+    )
+    print(events.table(sort_by="self_cpu_time_total", row_limit=25), flush=True)
+
+
+def propagation() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("check")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--model", default="sam2.1_hiera_tiny")
+    parser.add_argument("--profile-frames", type=int, default=60)
+    parser.add_argument("--source", type=Path, default=None)
+    args = parser.parse_args()
+    import torch
+    from propagation import DEFAULT_SOURCE, JpegFolder, build, frame_folder
+
+    from napari_sam2.engine import video
+    from napari_sam2.engine.models import inference_context
+
+    model = build(args.model, None, args.device)
+    video.warm_up(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = frame_folder(args.source or DEFAULT_SOURCE, args.frames, Path(tmp))
+        data = JpegFolder(folder)
+        click = (data.shape[1] // 2, data.shape[2] // 2)
+
+        def ours():
+            session = video.PropagationSession(model, video.frame_source_for(data))
+            session.add_prompts({0: {1: dict(points=[click])}})
+            return session, iter(session.propagate("forward"))
+
+        timers = [
+            _Timer(video.ModelFrames, "prepare"),
+            _Timer(video._SharedFeatures, "get"),
+            _Timer(model, "forward_image"),
+            _Timer(model, "track_step"),
+            _Timer(model, "_get_orig_video_res_output"),
+        ]
+        session, frames = ours()
+        start = time.perf_counter()
+        n = sum(1 for _ in frames)
+        _synchronize()
+        wall = time.perf_counter() - start
+        session.close()
+        for timer in timers:
+            timer.restore()
+        print(
+            f"ours: {n} frames in {wall:.2f} s ({n / wall:.1f} frames/s); host time in", flush=True
+        )
+        for timer in timers:
+            print(f"  {timer}", flush=True)
+
+        session, frames = ours()
+        next(frames)
+        _profile("ours", frames, min(args.profile_frames, args.frames - 1))
+        session.close()
+
+        with inference_context(torch.device(args.device)):
+            state = model.init_state(str(folder))
+            model.add_new_points_or_box(state, 0, 1, points=[[click[1], click[0]]], labels=[1])
+            official = (
+                (i, ids, (m[:, 0] > 0).cpu().numpy())
+                for i, ids, m in model.propagate_in_video(state)
+            )
+            next(official)
+            _profile("official", official, min(args.profile_frames, args.frames - 1))
+
+
+def pipeline() -> None:
+    """Frames/s of the engine's propagation with parts of its GPU pipeline switched off, and
+    of the official loop, on the same frames in one process, round after round."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("check")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--source", type=Path, default=None)
+    args = parser.parse_args()
+    import sys
+
+    from propagation import DEFAULT_SOURCE, JpegFolder, build, frame_folder
+
+    from napari_sam2.engine import video
+    from napari_sam2.engine.models import inference_context
+
+    model = build("sam2.1_hiera_tiny", None, args.device)
+    video.warm_up(model)
+    device = model.device
+    configs = {
+        "engine": dict(workers=4, ahead=True),
+        "no encode-ahead thread": dict(workers=4, ahead=False),
+        "1 frame reader": dict(workers=1, ahead=True),
+        "1 reader, no encode-ahead": dict(workers=1, ahead=False),
+        "engine, switch interval 0.5 ms": dict(workers=4, ahead=True, switch=0.0005),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = frame_folder(args.source or DEFAULT_SOURCE, args.frames, Path(tmp))
+        data = JpegFolder(folder)
+        click = (data.shape[1] // 2, data.shape[2] // 2)
+        with inference_context(device):
+            state = model.init_state(str(folder))
+            model.add_new_points_or_box(state, 0, 1, points=[[click[1], click[0]]], labels=[1])
+        for round_ in range(args.rounds):
+            for name, config in configs.items():
+                session = video.PropagationSession(model, video.frame_source_for(data))
+                session.frames._pool = video.ThreadPoolExecutor(config["workers"])
+                session._features = video._SharedFeatures(
+                    model, session.frames, 8, ahead=config["ahead"]
+                )
+                session.add_prompts({0: {1: dict(points=[click])}})
+                default_switch = sys.getswitchinterval()
+                sys.setswitchinterval(config.get("switch", default_switch))
+                frames = iter(session.propagate("forward"))
+                next(frames)
+                start = time.perf_counter()
+                n = sum(1 for _ in frames)
+                _synchronize()
+                fps = n / (time.perf_counter() - start)
+                sys.setswitchinterval(default_switch)
+                session.close()
+                print(f"round {round_}: {name}: {fps:.1f} frames/s", flush=True)
+            with inference_context(device):
+                official = iter(model.propagate_in_video(state))
+                next(official)
+                start = time.perf_counter()
+                n = sum(1 for _, _, m in official if (m[:, 0] > 0).cpu().numpy() is not None)
+                fps = n / (time.perf_counter() - start)
+            print(f"round {round_}: official (frames preloaded): {fps:.1f} frames/s", flush=True)
+
+
 def main() -> None:
+    checks = {
+        "threads": threads,
+        "viewer": viewer,
+        "write": write,
+        "propagation": propagation,
+        "pipeline": pipeline,
+    }
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=("threads", "viewer", "write"))
-    check = parser.parse_args().check
-    {"threads": threads, "viewer": viewer, "write": write}[check]()
+    parser.add_argument("check", choices=tuple(checks))
+    check = parser.parse_known_args()[0].check
+    checks[check]()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ Examples::
     python bench/propagation.py --device cpu --model sam2.1_hiera_micro --frames 10 30 --runs 1
 
 Weights are random unless ``--checkpoint`` is given (speed and memory do not depend on them).
+The model is warmed up as the plugin loads it on an accelerator (``video.warm_up``: one click
+and one tracked frame on a tiny blank clip) before the clock starts, for both engines; with
+``--cold`` it is not, and the time to first mask includes the accelerator's one-time start-up.
 ``--source`` is a folder of JPEG frames (default ../shared/data/bedroom); longer runs reuse its
 frames cyclically through hard links in a temporary folder.
 """
@@ -87,9 +90,8 @@ def build(name: str, checkpoint: str | None, device: str):
     from omegaconf import OmegaConf
 
     spec = models.model_spec(name)
-    overrides = models._IMAGE_OVERRIDES + models._VIDEO_OVERRIDES
     cfg = OmegaConf.merge(
-        OmegaConf.load(models.config_path(spec)), OmegaConf.from_dotlist(overrides)
+        OmegaConf.load(models.config_path(spec)), OmegaConf.from_dotlist(models.config_overrides())
     )
     torch.manual_seed(0)
     return instantiate(cfg.model, _recursive_=True).to(device).eval()
@@ -127,10 +129,19 @@ def one_run(args) -> dict:
 
     sys.path.insert(0, str(ROOT / "src"))
     from napari_sam2.engine.models import inference_context
-    from napari_sam2.engine.video import PropagationSession, frame_source_for
+    from napari_sam2.engine.video import PropagationSession, frame_source_for, warm_up
 
     device = torch.device(args.device)
+    if args.precision == "float32":  # a benchmark override: no autocast for either engine
+        from napari_sam2.engine import video
+
+        def inference_context(_device):
+            return torch.inference_mode()
+
+        video.inference_context = inference_context
     model = build(args.model, args.checkpoint, args.device)
+    if not args.cold:
+        warm_up(model)
     folder = Path(args.folder)
     data = JpegFolder(folder)
     n, height, width = data.shape[:3]
@@ -171,6 +182,8 @@ def one_run(args) -> dict:
         "device": args.device,
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
         "frames": n,
+        "warm": not args.cold,
+        "precision": args.precision if device.type == "cuda" else "float32",
         "frame_shape": [height, width],
         "mask_shape": list(masks.shape),
         "time_to_first_mask_s": round(first, 4),
@@ -204,6 +217,13 @@ def main() -> None:
         help="skip the official path above this many frames (it holds them all)",
     )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--cold", action="store_true", help="no warm-up before the clock")
+    parser.add_argument(
+        "--precision",
+        choices=("bfloat16", "float32"),
+        default="bfloat16",
+        help="on CUDA: bfloat16 autocast (sam2's and the engine's default) or none",
+    )
     # internal: one run in this process
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="ours", help=argparse.SUPPRESS)
@@ -217,10 +237,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sam2-bench-") as tmp:
         for n in args.frames:
             folder = frame_folder(args.source, n, Path(tmp))
-            for engine in args.engines:
-                if engine == "official" and n > args.official_max_frames:
-                    continue
-                for run in range(args.runs):
+            # Rounds interleave the engines, so a slow spell of the machine hits both.
+            for run in range(args.runs):
+                for engine in args.engines:
+                    if engine == "official" and n > args.official_max_frames:
+                        continue
                     command = [
                         sys.executable,
                         __file__,
@@ -236,6 +257,9 @@ def main() -> None:
                     ]
                     if args.checkpoint:
                         command += ["--checkpoint", args.checkpoint]
+                    if args.cold:
+                        command.append("--cold")
+                    command += ["--precision", args.precision]
                     proc = subprocess.run(command, capture_output=True, text=True)
                     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
                     if proc.returncode or not lines:
@@ -265,6 +289,7 @@ def main() -> None:
         }
         line = json.dumps(
             {"summary": True, "engine": engine, "frames": n, "runs": len(rows)}
+            | {"precision": args.precision, "warm": not args.cold}
             | {f"median_{k}": v for k, v in median.items()}
         )
         print(line, flush=True)

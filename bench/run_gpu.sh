@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
-# Every benchmark that runs on the GPU machine, output into $OUT (default ./bench-out).
+# The benchmarks that run on the GPU machine, output into $OUT (default ./bench-out).
 #
 # That machine has torch and torchvision but neither sam2 nor its small dependencies, and no
 # network: they come as wheels in $WHEELS (see docs/performance.md for how they were built),
-# with psutil's for the propagation benchmark's memory sampler.
+# with psutil's for the memory samplers and dask/distributed's for the cluster batch.
 # It has no napari either, so the viewer measurements run on CPU machines only.
 #
-#   bash bench/run_gpu.sh                  # from a checkout: src/ and bench/ side by side
-#   BENCH_ROOT=.bench BENCH_DATA=.bench/data bash .bench/bench/run_gpu.sh
+#   bash bench/run_gpu.sh                          # every part
+#   bash bench/run_gpu.sh propagation long         # some parts
 #
-# BENCH_DATA holds bedroom/ (JPEG frames) and images/cars.jpg (default: ../shared/data).
+# Parts: interactive, propagation (100 and 1,000 frames, bfloat16 and float32), long
+# (10,000 frames, this engine only), automatic, batch. BENCH_DATA holds bedroom/ (JPEG frames)
+# and images/cars.jpg (default: ../shared/data).
 set -uo pipefail
 
-ROOT=$(realpath "${BENCH_ROOT:-$(dirname "$0")/..}")
+ROOT=$(realpath "$(dirname "$0")/..")
 DATA=$(realpath "${BENCH_DATA:-$ROOT/../shared/data}")
 OUT=${OUT:-$PWD/bench-out}
 WHEELS=${WHEELS:-.whl}  # one or more folders of wheels, space-separated
+PARTS=${*:-interactive propagation long automatic batch}
 mkdir -p "$OUT"
 
 wheels=()
 for folder in $WHEELS; do wheels+=("$folder"/*.whl); done
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site "${wheels[@]}"
-export PYTHONPATH=/tmp/site:$ROOT/src
+export PYTHONPATH=/tmp/site:$ROOT/src PYTHONUNBUFFERED=1
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c 'import torch, torchvision; print("torch", torch.__version__, "cuda",
@@ -38,18 +41,32 @@ step() {  # step NAME SECONDS COMMAND...: bounded, so one hang cannot eat the wh
     echo "$name: exit $? after $((SECONDS - start)) s" >> "$OUT/machine.txt"
 }
 
-step interactive 200 python3 "$ROOT/bench/interactive.py" --device cuda --napari off \
-    --embed-repeats 10 --click-repeats 50
+propagation() {  # propagation NAME SECONDS ARGS...
+    local name=$1 limit=$2
+    shift 2
+    step "$name" "$limit" python3 "$ROOT/bench/propagation.py" --device cuda \
+        --model sam2.1_hiera_tiny --source "$DATA/bedroom" "$@"
+}
 
-if [ -f "$ROOT/bench/propagation.py" ]; then
-    step propagation-100 120 python3 "$ROOT/bench/propagation.py" --device cuda \
-        --model sam2.1_hiera_tiny --frames 100 --runs 2 --source "$DATA/bedroom"
-    step propagation-1000 150 python3 "$ROOT/bench/propagation.py" --device cuda \
-        --model sam2.1_hiera_tiny --frames 1000 --runs 1 --source "$DATA/bedroom"
-fi
-
-if [ -f "$ROOT/bench/automatic.py" ]; then
-    step automatic 90 python3 "$ROOT/bench/automatic.py" automatic --device cuda \
-        --model sam2.1_hiera_tiny --size 1024 --image "$DATA/images/cars.jpg"
-fi
+for part in $PARTS; do
+    case $part in
+    interactive)
+        step interactive 200 python3 "$ROOT/bench/interactive.py" --device cuda --napari off \
+            --embed-repeats 10 --click-repeats 50 ;;
+    propagation)
+        propagation propagation-100 150 --frames 100 --runs 3
+        propagation propagation-100-float32 100 --frames 100 --runs 2 --precision float32
+        propagation propagation-1000 200 --frames 1000 --runs 1 ;;
+    long)
+        propagation propagation-10000 560 --frames 10000 --runs 1 --engines ours ;;
+    automatic)
+        step automatic 90 python3 "$ROOT/bench/automatic.py" automatic --device cuda \
+            --model sam2.1_hiera_tiny --size 1024 --image "$DATA/images/cars.jpg" ;;
+    batch)
+        step batch 150 python3 "$ROOT/bench/automatic.py" batch --device cuda \
+            --images 16 --workers 2 \
+            --checkpoint "$ROOT/src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt" ;;
+    *) echo "unknown part $part" >&2 ;;
+    esac
+done
 exit 0

@@ -318,19 +318,25 @@ def test_correction_changes_only_frames_up_to_next_anchor(micro):
     assert iou(labels[3] == 1, truth[3] == 1) > 0.7
 
 
-def test_same_masks_as_the_stock_predictor_holding_every_frame(model):
+@pytest.mark.parametrize("gpu_pipeline", [False, True], ids=["cpu", "batched-ahead"])
+def test_same_masks_as_the_stock_predictor_holding_every_frame(model, gpu_pipeline):
     """Lazy frames, shared features and forgotten memories change nothing: over 40 frames
     (more than twice the memory window) the masks equal those of sam2's own loop on a state
-    that holds every frame and every output."""
+    that holds every frame and every output. Also with the GPU's pipeline (frames encoded in
+    batches, the next batch in a background thread while one is tracked), run here on CPU."""
     from unittest import mock
 
     import sam2.sam2_video_predictor as video_predictor
+
+    from napari_sam2.engine.video import _SharedFeatures
 
     rng = np.random.default_rng(2)
     stack = (rng.random((40, H, W)) * 255).astype(np.uint8)
     stack[:, 20:40, 20:40] += 60  # something to track
     prompts = {2: {1: dict(points=[(30, 30)])}, 20: {1: dict(box=(18, 18, 42, 42))}}
     session = run_session(model, stack, prompts)
+    if gpu_pipeline:
+        session._features = _SharedFeatures(model, session.frames, batch_size=3, ahead=True)
     ours = {f: m[0] for f, _, m in session.propagate("both")}
     assert session.stored_frames(1) < 40
 
@@ -345,6 +351,7 @@ def test_same_masks_as_the_stock_predictor_holding_every_frame(model):
             stock[f] = m[0, 0].numpy() > 0
     assert sorted(ours) == sorted(stock) == list(range(40))
     assert all((ours[f] == stock[f]).all() for f in range(40))
+    session.close()
 
 
 class FrameByFrameOnly:

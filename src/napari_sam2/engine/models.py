@@ -77,8 +77,20 @@ _IMAGE_OVERRIDES = [
 _VIDEO_OVERRIDES = [
     "model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
     "model.binarize_mask_from_pts_for_mem_enc=true",
-    "model.fill_hole_area=8",
 ]
+
+
+def config_overrides() -> list[str]:
+    """Hydra overrides every model is built with: sam2's own for its image and video
+    predictors, except hole filling where sam2's compiled extension is missing (sam2 would
+    try, warn and skip it on every tracked frame)."""
+    try:
+        from sam2 import _C  # noqa: F401
+
+        fill_hole_area = 8
+    except ImportError:
+        fill_hole_area = 0
+    return [*_IMAGE_OVERRIDES, *_VIDEO_OVERRIDES, f"model.fill_hole_area={fill_hole_area}"]
 
 
 def available_models() -> list[str]:
@@ -223,8 +235,9 @@ def build_model(
     device = select_device(device)
     path = Path(checkpoint) if checkpoint is not None else checkpoint_path(name)
     state = load_state_dict(path)
-    overrides = _IMAGE_OVERRIDES + _VIDEO_OVERRIDES
-    cfg = OmegaConf.merge(OmegaConf.load(config_path(spec)), OmegaConf.from_dotlist(overrides))
+    cfg = OmegaConf.merge(
+        OmegaConf.load(config_path(spec)), OmegaConf.from_dotlist(config_overrides())
+    )
     OmegaConf.resolve(cfg)
     model = instantiate(cfg.model, _recursive_=True)
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -15,7 +15,7 @@ from .frames import Normalization, select_channels, shrink_factor, to_model_fram
 from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
 from .prompts import PromptSet
-from .video import Frames, FrameStream, PropagationSession, frame_source_for
+from .video import Frames, FrameStream, PropagationSession, frame_source_for, warm_up
 
 
 class Segmenter:
@@ -39,6 +39,8 @@ class Segmenter:
         self.model_name = model
         self.device = select_device(device)
         self.model = build_model(model, checkpoint, self.device)
+        if self.device.type != "cpu":
+            warm_up(self.model)
         self.session = ImageSession(self.model)
         # Held while the current image is set and used, so that worker threads (clicks,
         # segment-everything) never interleave a set_plane with another's predict.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from unittest import mock
 
@@ -70,8 +70,10 @@ class ModelFrames:
 
     ``frames[i]`` is a (3, S, S) float32 tensor (S the model's image size), normalised the
     way sam2 expects. Only ``cache_size`` prepared frames are held; after each access the next
-    ``read_ahead`` frames in the direction of travel are prepared in a background thread, so
-    reading (dask, zarr, video decoding) overlaps with the model.
+    ``read_ahead`` frames in the direction of travel are prepared by ``workers`` background
+    threads, so reading (dask, zarr, video decoding) overlaps with the model. On a GPU, read
+    at least a batch of the image encoder ahead, with several workers: the tracking loop must
+    never wait for a frame.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class ModelFrames:
         cache_size: int = 4,
         read_ahead: int = 2,
         device: torch.device | str = "cpu",
+        workers: int = 1,
     ):
         self.source = source
         self.image_size = image_size
@@ -92,7 +95,7 @@ class ModelFrames:
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="napari-sam2-frames")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="napari-sam2-frames")
 
     def __len__(self) -> int:
         return len(self.source)
@@ -182,34 +185,64 @@ def install_memory_dtype_fix(model: torch.nn.Module) -> None:
 class _SharedFeatures:
     """Image-encoder outputs for the frames about to be tracked, computed once for all objects.
 
-    On a miss the next ``batch_size`` frames in the direction of travel are encoded together
-    (batching helps on a GPU, where the encoder does not depend on the tracking memory).
-    Frames are forgotten once tracking has moved past them.
+    Frames are encoded ``batch_size`` at a time in the direction of travel (batching helps on
+    a GPU). With ``ahead``, the next batch is encoded in a background thread while the current
+    one is tracked: the encoder does not depend on the tracking memory, so on a GPU, where
+    both are bound by the host's kernel launches, the two overlap. Frames are forgotten once
+    tracking has moved past them.
     """
 
-    def __init__(self, model, frames: ModelFrames, batch_size: int):
+    def __init__(self, model, frames: ModelFrames, batch_size: int, ahead: bool = False):
         self.model = model
         self.frames = frames
         self.batch_size = batch_size
         self._store: dict[int, tuple[torch.Tensor, dict]] = {}
+        self._pending: dict[int, Future] = {}  # frame → the encoding of its batch
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="napari-sam2-encoder") if ahead else None
+        )
 
     def get(self, index: int, step: int, last: int) -> tuple[torch.Tensor, dict]:
         if index not in self._store:
-            self._store.clear()
-            stop = last + step
-            batch = list(range(index, stop, step))[: self.batch_size]
-            device = self.model.device
+            future = self._pending.get(index)
+            if future is None:  # a new run or a new direction: nothing prepared is of use
+                self.clear()
+                encoded = self._encode(self._batch(index, step, last))
+            else:
+                encoded = future.result()
+            for i in encoded:
+                self._pending.pop(i, None)
+            self._store.update(encoded)
+        self._encode_ahead(step, last)
+        return self._store[index]
+
+    def _batch(self, first: int, step: int, last: int) -> list[int]:
+        return list(range(first, last + step, step))[: self.batch_size]
+
+    def _encode(self, batch: list[int]) -> dict[int, tuple[torch.Tensor, dict]]:
+        device = self.model.device
+        with inference_context(device):
             images = torch.stack([self.frames[i] for i in batch]).to(device).float()
             out = self.model.forward_image(images)
-            for k, i in enumerate(batch):
-                self._store[i] = (
-                    images[k : k + 1],
-                    {
-                        "backbone_fpn": [x[k : k + 1] for x in out["backbone_fpn"]],
-                        "vision_pos_enc": [x[k : k + 1] for x in out["vision_pos_enc"]],
-                    },
-                )
-        return self._store[index]
+        return {
+            i: (
+                images[k : k + 1],
+                {
+                    "backbone_fpn": [x[k : k + 1] for x in out["backbone_fpn"]],
+                    "vision_pos_enc": [x[k : k + 1] for x in out["vision_pos_enc"]],
+                },
+            )
+            for k, i in enumerate(batch)
+        }
+
+    def _encode_ahead(self, step: int, last: int) -> None:
+        if self._pool is None or self._pending or not self._store:
+            return
+        first = max(self._store, key=lambda i: i * step) + step
+        if (last - first) * step >= 0:
+            batch = self._batch(first, step, last)
+            future = self._pool.submit(self._encode, batch)
+            self._pending.update(dict.fromkeys(batch, future))
 
     def put(self, index: int, features: tuple[torch.Tensor, dict]) -> None:
         self._store[index] = features
@@ -219,7 +252,18 @@ class _SharedFeatures:
             del self._store[i]
 
     def clear(self) -> None:
+        """Forget everything, after waiting for an encoding under way (it reads the frames)."""
+        futures = set(self._pending.values())
+        self._pending.clear()
+        for future in futures:
+            if not future.cancel():
+                wait([future])
         self._store.clear()
+
+    def close(self) -> None:
+        self.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
@@ -277,12 +321,17 @@ class PropagationSession:
             )
         self.frame_range = (start, stop)
         on_gpu = self.device.type == "cuda"
-        self.frames = ModelFrames(
-            source, model.image_size, device=self.device if on_gpu else "cpu"
-        )
         if batch_size is None:
-            batch_size = 8 if self.device.type == "cuda" else 1
-        self._features = _SharedFeatures(model, self.frames, batch_size)
+            batch_size = 8 if on_gpu else 1
+        ahead = 2 * batch_size if on_gpu else 2
+        self.frames = ModelFrames(
+            source,
+            model.image_size,
+            read_ahead=ahead,
+            device=self.device if on_gpu else "cpu",
+            workers=4 if on_gpu else 1,
+        )
+        self._features = _SharedFeatures(model, self.frames, batch_size, ahead=on_gpu)
         self.memory_window = (
             max(
                 model.num_maskmem * model.memory_temporal_stride_for_eval + 1,
@@ -599,8 +648,8 @@ class PropagationSession:
 
     def close(self) -> None:
         """Free the frames, features and states."""
+        self._features.close()
         self.frames.close()
-        self._features.clear()
         self._states.clear()
         self._anchors.clear()
 
@@ -609,6 +658,24 @@ class PropagationSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def warm_up(model: torch.nn.Module) -> None:
+    """Run clicks and tracked frames once on a tiny blank clip.
+
+    An accelerator loads each kernel and library handle the first time it is used, which
+    makes the first click or propagation about a second slower than the next. Loading a model
+    on CUDA or MPS ends with this, so that cost is paid while the user waits for the load.
+    The clip is long enough for one full batch of the image encoder.
+    """
+    from .frames import Normalization
+
+    clip = np.zeros((9, 64, 64), np.uint8)
+    blank = FrameSource(clip, normalization=Normalization((0.0,), (1.0,)))
+    with PropagationSession(model, blank) as session:
+        session.add_prompts({0: {1: dict(points=[(32, 32)])}})
+        for _ in session.propagate("forward"):
+            pass
 
 
 def _video_predictor():
