@@ -45,6 +45,16 @@ Recipe (video mode, issue 5)
 * lr 1e-3 for the memory parts, 0.3 x that for the image parts, 50 warm-up steps.
 * ``--overfit N`` trains on one fixed clip only: the check that the memory path can learn.
 
+IoU-head fine-tune (issue 5, ``--train-only iou``)
+-------------------------------------------------
+* Joint training left the masks as good but the IoU head ranking the three outputs worse
+  (one click 0.961 -> 0.949, best of three unchanged). From the packaged weights, only
+  ``sam_mask_decoder.iou_prediction_head`` trains, on the same mixed image + clip batches and
+  loss (the mask terms then carry no gradient): IoU MSE on every output of every prompt and
+  tracked frame, plus the ranking term. The model runs in eval mode (no dropout), so the
+  masks and memories the head learns to rank are the packaged weights' own.
+  ``tools/run_iou_finetune.sh`` runs it and the held-back evaluation on the GPU machine.
+
 Commands used for the packaged checkpoint (each on one H100; see docs/micro-model.md)::
 
     # image mode: two calls, the second resumes from the first's model.pt / opt.pt
@@ -85,6 +95,9 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 PROMPTS = {"click": 7, "box": 3, "pair": 3, "mask": 3}  # per image
 N_PROMPTS = sum(PROMPTS.values())
+# The MLP that scores the mask outputs. Not the IoU token: it joins the decoder transformer's
+# self-attention, so training it would move the masks too.
+IOU_HEAD = "sam_mask_decoder.iou_prediction_head."
 
 
 def _import_synthetic():
@@ -843,6 +856,12 @@ def main(argv=None) -> None:
         default=1.0,
         help="lr factor for the image parts (backbone, prompt encoder, decoder)",
     )
+    ap.add_argument(
+        "--train-only",
+        choices=["iou"],
+        default=None,
+        help="iou: train the IoU prediction head only, everything else frozen in eval mode",
+    )
     ap.add_argument("--total-steps", type=int, default=0, help="0: plan from --budget-s")
     ap.add_argument("--budget-s", type=float, default=900.0, help="training time to plan for")
     ap.add_argument("--time-limit", type=float, default=500.0, help="stop and save after this")
@@ -867,6 +886,11 @@ def main(argv=None) -> None:
     if args.overfit:
         overfit_check(model, device, args.overfit, args.seed)
         return
+    if args.train_only == "iou":
+        # Dropout and drop-path off: the frozen parts compute what they compute at inference.
+        model.eval()
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(IOU_HEAD))
     memory_parts = (
         "memory_attention",
         "memory_encoder",
@@ -875,8 +899,9 @@ def main(argv=None) -> None:
         "no_obj",
         "mask_downsample",
     )
-    is_mem = [any(n.startswith(k) for k in memory_parts) for n, _ in model.named_parameters()]
-    params = [p for _, p in model.named_parameters()]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    is_mem = [any(n.startswith(k) for k in memory_parts) for n, _ in named]
     groups = [
         {"params": [p for p, m in zip(params, is_mem, strict=True) if m], "mult": 1.0},
         {
@@ -884,6 +909,7 @@ def main(argv=None) -> None:
             "mult": args.image_lr_mult,
         },
     ]
+    groups = [g for g in groups if g["params"]]
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
     meta = {"step": 0, "total_steps": args.total_steps, "seed": args.seed, "train_s": 0.0}
     log: list = []
@@ -895,7 +921,17 @@ def main(argv=None) -> None:
         if (r / "log.jsonl").exists():
             log = [json.loads(x) for x in (r / "log.jsonl").read_text().splitlines() if x]
     n_params = sum(p.numel() for p in model.parameters())
-    print(json.dumps({"params": n_params, "device": str(device), "resume_step": meta["step"]}))
+    n_train = sum(p.numel() for p in params)
+    print(
+        json.dumps(
+            {
+                "params": n_params,
+                "trained": n_train,
+                "device": str(device),
+                "resume_step": meta["step"],
+            }
+        )
+    )
 
     loader = torch.utils.data.DataLoader(
         ImageStream(args.seed * 1000 + meta["step"]),
@@ -952,7 +988,7 @@ def main(argv=None) -> None:
             metrics.update(vmetrics)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         meta["step"] = step + 1
         for k, v in metrics.items():
