@@ -11,8 +11,9 @@
   predictor (sam2.1 tiny, random weights, one object): wall-clock time per step of the
   engine, then torch's profiler over a stretch of frames of each (host time per operator,
   and how much of the wall-clock time the GPU is busy);
-* ``pipeline``: the engine's frames/s with parts of its GPU pipeline switched off (frame
-  readers, the encode-ahead thread), against the official loop, in one process.
+* ``pipeline``: the engine's frames/s with one frame reader instead of four, or a shorter
+  thread switch interval, against the official loop, in one process. (At commit 8a0d26b it
+  also measured encoding the next batch in a background thread: no gain, since removed.)
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python bench/diagnostics.py viewer
     python bench/diagnostics.py threads
@@ -287,11 +288,9 @@ def pipeline() -> None:
     video.warm_up(model)
     device = model.device
     configs = {
-        "engine": dict(workers=4, ahead=True),
-        "no encode-ahead thread": dict(workers=4, ahead=False),
-        "1 frame reader": dict(workers=1, ahead=True),
-        "1 reader, no encode-ahead": dict(workers=1, ahead=False),
-        "engine, switch interval 0.5 ms": dict(workers=4, ahead=True, switch=0.0005),
+        "engine": dict(workers=4),
+        "1 frame reader": dict(workers=1),
+        "engine, switch interval 0.5 ms": dict(workers=4, switch=0.0005),
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = frame_folder(args.source or DEFAULT_SOURCE, args.frames, Path(tmp))
@@ -304,9 +303,6 @@ def pipeline() -> None:
             for name, config in configs.items():
                 session = video.PropagationSession(model, video.frame_source_for(data))
                 session.frames._pool = video.ThreadPoolExecutor(config["workers"])
-                session._features = video._SharedFeatures(
-                    model, session.frames, 8, ahead=config["ahead"]
-                )
                 session.add_prompts({0: {1: dict(points=[click])}})
                 default_switch = sys.getswitchinterval()
                 sys.setswitchinterval(config.get("switch", default_switch))

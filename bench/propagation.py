@@ -77,21 +77,23 @@ def frame_folder(source: Path, n: int, workdir: Path) -> Path:
     return folder
 
 
-def build(name: str, checkpoint: str | None, device: str):
-    """The model as SAM2VideoPredictor; random weights unless a checkpoint is given."""
+def build(name: str, checkpoint: str | None, device: str, compile: bool = False):
+    """The model as SAM2VideoPredictor (sam2's compiled VOS subclass with ``compile``);
+    random weights unless a checkpoint is given."""
     import torch
 
     sys.path.insert(0, str(ROOT / "src"))
     from napari_sam2.engine import models
 
     if checkpoint:
-        return models.build_model(name, checkpoint, device)
+        return models.build_model(name, checkpoint, device, compile)
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     spec = models.model_spec(name)
     cfg = OmegaConf.merge(
-        OmegaConf.load(models.config_path(spec)), OmegaConf.from_dotlist(models.config_overrides())
+        OmegaConf.load(models.config_path(spec)),
+        OmegaConf.from_dotlist(models.config_overrides(compile)),
     )
     torch.manual_seed(0)
     return instantiate(cfg.model, _recursive_=True).to(device).eval()
@@ -139,9 +141,11 @@ def one_run(args) -> dict:
             return torch.inference_mode()
 
         video.inference_context = inference_context
-    model = build(args.model, args.checkpoint, args.device)
+    model = build(args.model, args.checkpoint, args.device, args.compile)
+    start = time.perf_counter()
     if not args.cold:
         warm_up(model)
+    warm_up_s = time.perf_counter() - start
     folder = Path(args.folder)
     data = JpegFolder(folder)
     n, height, width = data.shape[:3]
@@ -183,6 +187,8 @@ def one_run(args) -> dict:
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
         "frames": n,
         "warm": not args.cold,
+        "warm_up_s": round(warm_up_s, 3),
+        "compiled": args.compile,
         "precision": args.precision if device.type == "cuda" else "float32",
         "frame_shape": [height, width],
         "mask_shape": list(masks.shape),
@@ -218,6 +224,11 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--cold", action="store_true", help="no warm-up before the clock")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="sam2's torch.compile'd VOS predictor for both engines (compiles in the warm-up)",
+    )
     parser.add_argument(
         "--precision",
         choices=("bfloat16", "float32"),
@@ -260,6 +271,8 @@ def main() -> None:
                     if args.cold:
                         command.append("--cold")
                     command += ["--precision", args.precision]
+                    if args.compile:
+                        command.append("--compile")
                     proc = subprocess.run(command, capture_output=True, text=True)
                     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
                     if proc.returncode or not lines:
@@ -289,7 +302,7 @@ def main() -> None:
         }
         line = json.dumps(
             {"summary": True, "engine": engine, "frames": n, "runs": len(rows)}
-            | {"precision": args.precision, "warm": not args.cold}
+            | {"precision": args.precision, "warm": not args.cold, "compiled": args.compile}
             | {f"median_{k}": v for k, v in median.items()}
         )
         print(line, flush=True)

@@ -4,6 +4,7 @@ import hashlib
 import http.server
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -157,3 +158,25 @@ def test_bundled_micro_checkpoint_is_hash_checked(monkeypatch, tmp_path):
     monkeypatch.setitem(models.MODELS, models.MICRO_MODEL, wrong)
     with pytest.raises(SAM2Error, match="corrupt"):
         models.checkpoint_path(models.MICRO_MODEL)
+
+
+def test_compile_needs_cuda():
+    with pytest.raises(SAM2Error, match="needs CUDA"):
+        Segmenter(models.MICRO_MODEL, device="cpu", compile=True)
+
+
+def test_compile_builds_sam2s_vos_predictor_and_encodes_one_frame_at_a_time():
+    """The compiled model is sam2's own VOS-optimised class (nothing compiles until it runs,
+    so it can be built here); propagation then keeps the encoder at one input shape."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from napari_sam2.engine.video import PropagationSession, frame_source_for
+
+    spec = models.MODELS[models.MICRO_MODEL]
+    overrides = OmegaConf.from_dotlist(models.config_overrides(compile=True))
+    cfg = OmegaConf.merge(OmegaConf.load(models.config_path(spec)), overrides)
+    compiled = instantiate(cfg.model, _recursive_=True).eval()
+    assert models.is_compiled(compiled)
+    session = PropagationSession(compiled, frame_source_for(np.zeros((3, 8, 8), np.uint8)))
+    assert session._features.batch_size == 1

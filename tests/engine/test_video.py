@@ -318,25 +318,22 @@ def test_correction_changes_only_frames_up_to_next_anchor(micro):
     assert iou(labels[3] == 1, truth[3] == 1) > 0.7
 
 
-@pytest.mark.parametrize("gpu_pipeline", [False, True], ids=["cpu", "batched-ahead"])
-def test_same_masks_as_the_stock_predictor_holding_every_frame(model, gpu_pipeline):
+@pytest.mark.parametrize("batch_size", [None, 3], ids=["cpu", "gpu-batches"])
+def test_same_masks_as_the_stock_predictor_holding_every_frame(model, batch_size):
     """Lazy frames, shared features and forgotten memories change nothing: over 40 frames
     (more than twice the memory window) the masks equal those of sam2's own loop on a state
-    that holds every frame and every output. Also with the GPU's pipeline (frames encoded in
-    batches, the next batch in a background thread while one is tracked), run here on CPU."""
+    that holds every frame and every output. Also with frames encoded in batches, as on a GPU.
+    """
     from unittest import mock
 
     import sam2.sam2_video_predictor as video_predictor
-
-    from napari_sam2.engine.video import _SharedFeatures
 
     rng = np.random.default_rng(2)
     stack = (rng.random((40, H, W)) * 255).astype(np.uint8)
     stack[:, 20:40, 20:40] += 60  # something to track
     prompts = {2: {1: dict(points=[(30, 30)])}, 20: {1: dict(box=(18, 18, 42, 42))}}
-    session = run_session(model, stack, prompts)
-    if gpu_pipeline:
-        session._features = _SharedFeatures(model, session.frames, batch_size=3, ahead=True)
+    session = PropagationSession(model, frame_source_for(stack), batch_size=batch_size)
+    session.add_prompts(prompts)
     ours = {f: m[0] for f, _, m in session.propagate("both")}
     assert session.stored_frames(1) < 40
 

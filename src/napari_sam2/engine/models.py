@@ -80,17 +80,32 @@ _VIDEO_OVERRIDES = [
 ]
 
 
-def config_overrides() -> list[str]:
+# sam2's "vos_optimized" video predictor: the same model with its parts torch.compile'd.
+_COMPILED_OVERRIDES = [
+    "model._target_=sam2.sam2_video_predictor.SAM2VideoPredictorVOS",
+    "model.compile_image_encoder=true",
+]
+
+
+def config_overrides(compile: bool = False) -> list[str]:
     """Hydra overrides every model is built with: sam2's own for its image and video
     predictors, except hole filling where sam2's compiled extension is missing (sam2 would
-    try, warn and skip it on every tracked frame)."""
+    try, warn and skip it on every tracked frame); with ``compile``, sam2's VOS-optimised
+    predictor class."""
     try:
         from sam2 import _C  # noqa: F401
 
         fill_hole_area = 8
     except ImportError:
         fill_hole_area = 0
-    return [*_IMAGE_OVERRIDES, *_VIDEO_OVERRIDES, f"model.fill_hole_area={fill_hole_area}"]
+    overrides = [*_IMAGE_OVERRIDES, *_VIDEO_OVERRIDES, f"model.fill_hole_area={fill_hole_area}"]
+    return overrides + (_COMPILED_OVERRIDES if compile else [])
+
+
+def is_compiled(model: torch.nn.Module) -> bool:
+    from sam2.sam2_video_predictor import SAM2VideoPredictorVOS
+
+    return isinstance(model, SAM2VideoPredictorVOS)
 
 
 def available_models() -> list[str]:
@@ -221,22 +236,32 @@ def build_model(
     name: str,
     checkpoint: str | Path | None = None,
     device: str | torch.device | None = None,
+    compile: bool = False,
 ) -> torch.nn.Module:
     """Build ``name``'s architecture on ``device`` with its weights, ready for inference.
 
     ``checkpoint`` replaces the registry's weights with a local file of the same architecture.
     The model is always the ``SAM2VideoPredictor`` class: it is a ``SAM2Base`` the image
     predictor accepts too, so one set of weights in memory serves clicks and propagation.
+    ``compile`` (CUDA only) builds sam2's VOS-optimised subclass, whose image encoder, memory
+    parts and mask decoder are ``torch.compile``'d: faster tracking once compiled, but the
+    first use of every new input shape (model load, a new number of clicks) compiles for
+    minutes. For long propagations and batches, not for clicking.
     """
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     spec = model_spec(name)
     device = select_device(device)
+    if compile and device.type != "cuda":
+        raise SAM2Error(
+            f"compile=True needs CUDA (torch.compile's GPU kernels); on {device.type} use "
+            "compile=False."
+        )
     path = Path(checkpoint) if checkpoint is not None else checkpoint_path(name)
     state = load_state_dict(path)
     cfg = OmegaConf.merge(
-        OmegaConf.load(config_path(spec)), OmegaConf.from_dotlist(config_overrides())
+        OmegaConf.load(config_path(spec)), OmegaConf.from_dotlist(config_overrides(compile))
     )
     OmegaConf.resolve(cfg)
     model = instantiate(cfg.model, _recursive_=True)

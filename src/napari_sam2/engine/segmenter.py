@@ -27,7 +27,8 @@ class Segmenter:
 
     Coordinates are napari's: points are (row, col), a box is (min_row, min_col, max_row,
     max_col). ``device=None`` picks CUDA, then MPS, then CPU; ``checkpoint`` loads a local file
-    with the architecture of ``model``.
+    with the architecture of ``model``. ``compile=True`` (CUDA) uses sam2's torch.compile'd
+    video predictor: see ``build_model``; loading then takes minutes.
     """
 
     def __init__(
@@ -35,10 +36,11 @@ class Segmenter:
         model: str = "sam2.1_hiera_tiny",
         device: str | torch.device | None = None,
         checkpoint: str | Path | None = None,
+        compile: bool = False,
     ):
         self.model_name = model
         self.device = select_device(device)
-        self.model = build_model(model, checkpoint, self.device)
+        self.model = build_model(model, checkpoint, self.device, compile)
         if self.device.type != "cpu":
             warm_up(self.model)
         self.session = ImageSession(self.model)

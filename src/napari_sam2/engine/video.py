@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from unittest import mock
 
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .errors import SAM2Error
 from .frames import FrameSource
-from .models import inference_context
+from .models import inference_context, is_compiled
 from .prompts import PromptSet
 
 DIRECTIONS = ("forward", "backward", "both")
@@ -185,64 +185,35 @@ def install_memory_dtype_fix(model: torch.nn.Module) -> None:
 class _SharedFeatures:
     """Image-encoder outputs for the frames about to be tracked, computed once for all objects.
 
-    Frames are encoded ``batch_size`` at a time in the direction of travel (batching helps on
-    a GPU). With ``ahead``, the next batch is encoded in a background thread while the current
-    one is tracked: the encoder does not depend on the tracking memory, so on a GPU, where
-    both are bound by the host's kernel launches, the two overlap. Frames are forgotten once
-    tracking has moved past them.
+    On a miss the next ``batch_size`` frames in the direction of travel are encoded together
+    (batching helps on a GPU, where the encoder does not depend on the tracking memory).
+    Frames are forgotten once tracking has moved past them. (Encoding the next batch in a
+    background thread while one is tracked was measured, and gained nothing: both halves are
+    bound by Python on the host; see ``bench/diagnostics.py pipeline``.)
     """
 
-    def __init__(self, model, frames: ModelFrames, batch_size: int, ahead: bool = False):
+    def __init__(self, model, frames: ModelFrames, batch_size: int):
         self.model = model
         self.frames = frames
         self.batch_size = batch_size
         self._store: dict[int, tuple[torch.Tensor, dict]] = {}
-        self._pending: dict[int, Future] = {}  # frame → the encoding of its batch
-        self._pool = (
-            ThreadPoolExecutor(1, thread_name_prefix="napari-sam2-encoder") if ahead else None
-        )
 
     def get(self, index: int, step: int, last: int) -> tuple[torch.Tensor, dict]:
         if index not in self._store:
-            future = self._pending.get(index)
-            if future is None:  # a new run or a new direction: nothing prepared is of use
-                self.clear()
-                encoded = self._encode(self._batch(index, step, last))
-            else:
-                encoded = future.result()
-            for i in encoded:
-                self._pending.pop(i, None)
-            self._store.update(encoded)
-        self._encode_ahead(step, last)
-        return self._store[index]
-
-    def _batch(self, first: int, step: int, last: int) -> list[int]:
-        return list(range(first, last + step, step))[: self.batch_size]
-
-    def _encode(self, batch: list[int]) -> dict[int, tuple[torch.Tensor, dict]]:
-        device = self.model.device
-        with inference_context(device):
+            self._store.clear()
+            batch = list(range(index, last + step, step))[: self.batch_size]
+            device = self.model.device
             images = torch.stack([self.frames[i] for i in batch]).to(device).float()
             out = self.model.forward_image(images)
-        return {
-            i: (
-                images[k : k + 1],
-                {
-                    "backbone_fpn": [x[k : k + 1] for x in out["backbone_fpn"]],
-                    "vision_pos_enc": [x[k : k + 1] for x in out["vision_pos_enc"]],
-                },
-            )
-            for k, i in enumerate(batch)
-        }
-
-    def _encode_ahead(self, step: int, last: int) -> None:
-        if self._pool is None or self._pending or not self._store:
-            return
-        first = max(self._store, key=lambda i: i * step) + step
-        if (last - first) * step >= 0:
-            batch = self._batch(first, step, last)
-            future = self._pool.submit(self._encode, batch)
-            self._pending.update(dict.fromkeys(batch, future))
+            for k, i in enumerate(batch):
+                self._store[i] = (
+                    images[k : k + 1],
+                    {
+                        "backbone_fpn": [x[k : k + 1] for x in out["backbone_fpn"]],
+                        "vision_pos_enc": [x[k : k + 1] for x in out["vision_pos_enc"]],
+                    },
+                )
+        return self._store[index]
 
     def put(self, index: int, features: tuple[torch.Tensor, dict]) -> None:
         self._store[index] = features
@@ -252,18 +223,7 @@ class _SharedFeatures:
             del self._store[i]
 
     def clear(self) -> None:
-        """Forget everything, after waiting for an encoding under way (it reads the frames)."""
-        futures = set(self._pending.values())
-        self._pending.clear()
-        for future in futures:
-            if not future.cancel():
-                wait([future])
         self._store.clear()
-
-    def close(self) -> None:
-        self.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
@@ -322,7 +282,8 @@ class PropagationSession:
         self.frame_range = (start, stop)
         on_gpu = self.device.type == "cuda"
         if batch_size is None:
-            batch_size = 8 if on_gpu else 1
+            # A compiled encoder recompiles for every new batch size: keep it at one.
+            batch_size = 8 if on_gpu and not is_compiled(model) else 1
         ahead = 2 * batch_size if on_gpu else 2
         self.frames = ModelFrames(
             source,
@@ -331,7 +292,7 @@ class PropagationSession:
             device=self.device if on_gpu else "cpu",
             workers=4 if on_gpu else 1,
         )
-        self._features = _SharedFeatures(model, self.frames, batch_size, ahead=on_gpu)
+        self._features = _SharedFeatures(model, self.frames, batch_size)
         self.memory_window = (
             max(
                 model.num_maskmem * model.memory_temporal_stride_for_eval + 1,
@@ -648,8 +609,8 @@ class PropagationSession:
 
     def close(self) -> None:
         """Free the frames, features and states."""
-        self._features.close()
         self.frames.close()
+        self._features.clear()
         self._states.clear()
         self._anchors.clear()
 
