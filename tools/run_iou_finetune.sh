@@ -16,7 +16,8 @@
 #
 # Smaller runs for checking the script: EVAL_IMAGES (24), EVAL_CLIPS (8 of each kind), BATCH
 # (12 images a step), CLIP_BATCH (8 clips a step), WORKERS (7), CLIP_WORKERS (6), DEVICE (cuda,
-# for the video evaluation), PYTHON (python3); for another try LR (1e-3) and VIDEO_WEIGHT (1).
+# for the video evaluation), PYTHON (python3); for another try LR (1e-3), VIDEO_WEIGHT (1) and
+# TRAIN_ONLY (iou; decoder trains the whole mask decoder).
 set -uo pipefail
 
 ROOT=$(realpath "$(dirname "$0")/..")
@@ -63,7 +64,8 @@ evaluate old "$OLD" 300
 # The schedule is planned for TRAIN_S less start-up (~30 s: workers, first steps); training
 # stops at TRAIN_S whatever happens. (A warm machine keeps /tmp: no weights of an earlier call.)
 rm -rf /tmp/iou-train
-step train $((TRAIN_S + 90)) $PY "$ROOT/tools/train_micro.py" --train-only iou --init "$OLD" \
+step train $((TRAIN_S + 90)) $PY "$ROOT/tools/train_micro.py" --train-only "${TRAIN_ONLY:-iou}" \
+    --init "$OLD" \
     --out /tmp/iou-train --batch "${BATCH:-12}" --clips "${CLIP_BATCH:-8}" \
     --workers "${WORKERS:-7}" --clip-workers "${CLIP_WORKERS:-6}" \
     --lr "${LR:-1e-3}" --warmup 20 --video-weight "${VIDEO_WEIGHT:-1}" \

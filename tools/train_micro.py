@@ -95,9 +95,10 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 PROMPTS = {"click": 7, "box": 3, "pair": 3, "mask": 3}  # per image
 N_PROMPTS = sum(PROMPTS.values())
-# The MLP that scores the mask outputs. Not the IoU token: it joins the decoder transformer's
-# self-attention, so training it would move the masks too.
-IOU_HEAD = "sam_mask_decoder.iou_prediction_head."
+# What ``--train-only`` trains. iou: the MLP that scores the mask outputs (not the IoU token:
+# it joins the decoder transformer's self-attention, so training it would move the masks too).
+# decoder: the whole mask decoder, IoU token and head included.
+TRAIN_ONLY = {"iou": "sam_mask_decoder.iou_prediction_head.", "decoder": "sam_mask_decoder."}
 
 
 def _import_synthetic():
@@ -858,9 +859,10 @@ def main(argv=None) -> None:
     )
     ap.add_argument(
         "--train-only",
-        choices=["iou"],
+        choices=sorted(TRAIN_ONLY),
         default=None,
-        help="iou: train the IoU prediction head only, everything else frozen in eval mode",
+        help="train the IoU prediction head (iou) or the mask decoder (decoder) only, "
+        "everything else frozen in eval mode",
     )
     ap.add_argument("--total-steps", type=int, default=0, help="0: plan from --budget-s")
     ap.add_argument("--budget-s", type=float, default=900.0, help="training time to plan for")
@@ -886,11 +888,11 @@ def main(argv=None) -> None:
     if args.overfit:
         overfit_check(model, device, args.overfit, args.seed)
         return
-    if args.train_only == "iou":
+    if args.train_only:
         # Dropout and drop-path off: the frozen parts compute what they compute at inference.
         model.eval()
         for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith(IOU_HEAD))
+            p.requires_grad_(name.startswith(TRAIN_ONLY[args.train_only]))
     memory_parts = (
         "memory_attention",
         "memory_encoder",

@@ -61,7 +61,7 @@ MODELS: dict[str, ModelSpec] = {
             MICRO_MODEL,
             "configs/sam2.1_hiera_micro.yaml",
             None,
-            "c07885375ee5c9c9ae6b31359a7ed77a55d9d593251643053ba5493386971de5",
+            "5fb24f0a1673e979a6e5d27bdfbf505e88f2ad540bb03a1199795334a8347192",
             6,
             "napari_sam2.engine",
         ),
