@@ -189,11 +189,14 @@ def responsiveness_table(lines: list[dict]) -> str:
 
 
 def propagation_rows(lines: list[dict]) -> dict:
-    """{(frames, engine): [run rows]} from bench/propagation.py's lines (summaries skipped)."""
+    """{(frames, precision, warm, engine): [run rows]} from bench/propagation.py's lines
+    (summaries skipped; lines from before the precision and warm-up options were bfloat16,
+    cold)."""
     rows = defaultdict(list)
     for line in lines:
         if "engine" in line and "frames" in line and "fps" in line and not line.get("summary"):
-            rows[(line["frames"], line["engine"])].append(line)
+            key = (line["frames"], line.get("precision", "bfloat16"), line.get("warm", False))
+            rows[(*key, line["engine"])].append(line)
     return rows
 
 
@@ -206,16 +209,18 @@ def _median(values: list) -> float | None:
 
 def propagation_table(lines: list[dict]) -> str:
     head = (
-        "| frames | engine | runs | frames/s while tracking (median) | vs official "
+        "| frames | precision | model warmed up | engine | runs "
+        "| frames/s while tracking (median) | vs official "
         "| end to end frames/s | vs official | time to first mask (s) "
         "| GPU peak (GiB) | host peak RSS (GiB) |"
     )
     out = [head, head_sep(head)]
     rows = propagation_rows(lines)
-    for frames, engine in sorted(rows, key=lambda k: (k[0], k[1] != "ours")):
-        runs = rows[(frames, engine)]
+    for key in sorted(rows, key=lambda k: (k[0], k[1], not k[2], k[3] != "ours")):
+        frames, precision, warm, engine = key
+        runs = rows[key]
         fps = _median([r["fps"] for r in runs])
-        official = rows.get((frames, "official"))
+        official = rows.get((frames, precision, warm, "official"))
         ratio = "–"
         if official and fps:
             ratio = f"{fps / _median([r['fps'] for r in official]):.2f}×"
@@ -226,7 +231,8 @@ def propagation_table(lines: list[dict]) -> str:
         if official:
             whole_ratio = f"{whole / _median([frames / r['total_s'] for r in official]):.2f}×"
         out.append(
-            f"| {frames} | {engine} | {len(runs)} | {fmt(fps)} ({fps_all}) | {ratio} | "
+            f"| {frames} | {precision} | {'yes' if warm else 'no'} | {engine} | {len(runs)} | "
+            f"{fmt(fps)} ({fps_all}) | {ratio} | "
             f"{fmt(whole)} | {whole_ratio} | "
             f"{fmt(_median([r['time_to_first_mask_s'] for r in runs]), 2)} | "
             f"{fmt(_median([r['gpu_peak_gib'] for r in runs]), 2)} | "
@@ -246,7 +252,24 @@ def automatic_table(lines: list[dict]) -> str:
         out.append(
             f"| {line['engine']} | {short(line['model'])} | {line['size']}² | "
             f"{fmt(line['seconds'], 2)} | {fmt(line.get('seconds_embedding_cached'), 2)} | "
-            f"{line['masks']} | {fmt(line.get('gpu_peak_gib'), 2)} |"
+            f"{line.get('proposals', line.get('masks'))} | {fmt(line.get('gpu_peak_gib'), 2)} |"
+        )
+    return "\n".join(out)
+
+
+def batch_table(lines: list[dict]) -> str:
+    head = "| device | mode | model | images | size | seconds | images/s | GPU peak (GiB) |"
+    out = [head, head_sep(head)]
+    for line in lines:
+        if line.get("bench") != "batch" or "images_per_s" not in line:
+            continue
+        mode = (
+            line["mode"] if line["mode"] == "loop" else f"LocalCluster, {line['workers']} workers"
+        )
+        out.append(
+            f"| {line['device']} | {mode} | {short(line['model'])} | {line['images']} | "
+            f"{line['size']}² | {fmt(line['seconds'], 1)} | {fmt(line['images_per_s'], 2)} | "
+            f"{fmt(line.get('gpu_peak_gib'), 2)} |"
         )
     return "\n".join(out)
 
@@ -258,7 +281,7 @@ def plot_memory(lines: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = propagation_rows(lines)
+    rows = {k[::3]: v for k, v in propagation_rows(lines).items() if k[1:3] == ("bfloat16", True)}
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharex=True)
     for ax, key, title in (
         (axes[0], "gpu_peak_gib", "GPU peak memory"),
@@ -276,7 +299,7 @@ def plot_memory(lines: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     gpu = next((r["gpu"] for runs in rows.values() for r in runs if r.get("gpu")), "CPU")
-    fig.suptitle(f"Propagation, sam2.1 tiny (random weights), 960×540 frames, {gpu}")
+    fig.suptitle(f"Propagation, sam2.1 tiny (random weights, bf16), 960×540 frames, {gpu}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -339,6 +362,9 @@ def main(argv=None) -> None:
     if any(line.get("bench") == "automatic" for line in lines):
         print("\n### automatic\n")
         print(automatic_table(lines))
+    if any(line.get("bench") == "batch" for line in lines):
+        print("\n### batch\n")
+        print(batch_table(lines))
     if args.plot:
         if propagation_rows(lines):
             plot_memory(lines, args.plot)
