@@ -302,7 +302,8 @@ def main() -> None:
         }
         line = json.dumps(
             {"summary": True, "engine": engine, "frames": n, "runs": len(rows)}
-            | {"precision": args.precision, "warm": not args.cold, "compiled": args.compile}
+            | {"precision": args.precision if args.device.startswith("cuda") else "float32"}
+            | {"warm": not args.cold, "compiled": args.compile}
             | {f"median_{k}": v for k, v in median.items()}
         )
         print(line, flush=True)
