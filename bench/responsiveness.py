@@ -8,7 +8,10 @@ not serve the user. The longest gap is reported for each phase:
 * ``load``: the widget loads a model (its worker builds it and reads the checkpoint);
 * ``first_click``: the first click on a large image (default 4096², uint16): the worker hashes,
   normalises, shrinks and embeds the plane, then the mask is written into the Labels layer;
-* ``clicks``: repeated clicks on the cached embedding (the click moves each time).
+* ``clicks``: repeated clicks on the cached embedding (the click moves each time);
+* ``propagation`` (with ``--propagate-frames N``): a stack of N frames (the image drifting
+  sideways) is opened, one cell clicked on frame 0, and the widget's Propagate runs forward
+  through it, writing each frame into the Labels layer as it arrives.
 
 The time the GUI thread spends in ``AnnotationSession.apply`` (writing a mask into the Labels
 layer, the only model-related step that has to run there) is reported too, since it is what
@@ -100,6 +103,9 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=4096, help="side of the square image")
     parser.add_argument("--clicks", type=int, default=None)
     parser.add_argument("--idle-s", type=float, default=3.0, help="baseline probe length")
+    parser.add_argument(
+        "--propagate-frames", type=int, default=0, help="also time a propagation (0: skip)"
+    )
     args = parser.parse_args(argv)
     clicks_n = args.clicks or (5 if args.quick else 20)
 
@@ -151,10 +157,10 @@ def main(argv=None) -> None:
         widget.start()
         session = widget.session
 
-        def click(i: int) -> None:
+        def click(i: int, *leading: int) -> None:
             row, col = centres[i % len(centres)]
             done = len(apply_ms)
-            session.points_layer.data = np.array([[row, col]], float)
+            session.points_layer.data = np.array([[*leading, row, col]], float)
             wait_for(lambda: len(apply_ms) > done and not widget._busy)
 
         probe.start()
@@ -182,6 +188,20 @@ def main(argv=None) -> None:
             phase="clicks",
             **fields,
         )
+        if args.propagate_frames:
+            n = args.propagate_frames
+            stack = np.stack([np.roll(image, 4 * t, axis=1) for t in range(n)])
+            widget.image.value = viewer.add_image(stack, name="drifting stack")
+            viewer.dims.set_current_step(0, 0)
+            widget.start()
+            click(0, 0)
+            controls = widget.propagation
+            controls.refresh()
+            controls.direction.value = "forward"
+            probe.start()
+            controls.propagate()
+            wait_for(lambda: controls.worker is None)
+            report(record, "propagation", probe.stop(), frames=n, **fields)
     finally:
         viewer.close()
 

@@ -24,3 +24,7 @@ for size in 1024 4096; do
 done
 run "$ROOT/bench/responsiveness.py" --device cpu --model micro --micro-checkpoint "$MICRO" \
     --size 4096 --clicks 10 --out "$OUT/cpu-responsiveness.jsonl"
+run "$ROOT/bench/responsiveness.py" --device cpu --model tiny --size 1024 --clicks 3 \
+    --propagate-frames 8 --out "$OUT/cpu-responsiveness-propagation.jsonl"
+run "$ROOT/bench/responsiveness.py" --device cpu --model micro --micro-checkpoint "$MICRO" \
+    --size 1024 --clicks 3 --propagate-frames 30 --out "$OUT/cpu-responsiveness-propagation.jsonl"

@@ -178,3 +178,28 @@ def test_loading_another_model_starts_a_new_propagation(viewer_widget, stack, qt
     propagate_and_wait(widget, qtbot)
     assert widget.propagation.propagation is not first
     assert widget.propagation.propagation.segmenter is session.segmenter
+
+
+def test_pressing_propagate_leaves_the_model_to_the_worker(viewer_widget, stack, qtbot):
+    """The prompted frame is encoded when the run starts, in the worker: pressing Propagate
+    never makes napari wait for the model (seconds per frame on a CPU with a larger model)."""
+    import threading
+
+    viewer, widget = viewer_widget
+    session = start(widget, viewer.add_image(stack))
+    session.points_layer.add([[0, 15, 16]])
+    settle(widget, qtbot)
+    model = session.segmenter.model
+    encoded_in = []
+    encode = model.forward_image
+
+    def recording_encode(*args, **kwargs):
+        encoded_in.append(threading.current_thread() is threading.main_thread())
+        return encode(*args, **kwargs)
+
+    model.forward_image = recording_encode
+    try:
+        propagate_and_wait(widget, qtbot)
+    finally:
+        del model.forward_image
+    assert encoded_in and not any(encoded_in)

@@ -302,13 +302,14 @@ class PropagationSession:
         )
         self._states: dict[int, dict] = {}
         self._anchors: dict[int, set[int]] = {}
+        self._pending: list[tuple[int, int, PromptSet]] = []  # checked, not yet in the model
         self._running = False
         install_memory_dtype_fix(model)
 
     # ----------------------------------------------------------------------------- prompts
     @property
     def object_ids(self) -> list[int]:
-        return list(self._states)
+        return list(self._anchors)
 
     def prompted_frames(self, object_id: int) -> list[int]:
         return sorted(self._anchors.get(object_id, ()))
@@ -317,8 +318,10 @@ class PropagationSession:
         """Add prompts: {frame index: {object id: dict(points=, point_labels=, box=, mask=)}}.
 
         Points are (row, col), a box (min_row, min_col, max_row, max_col), a mask a boolean
-        (H, W) array, as for ``Segmenter.predict``. All prompts are checked before any is used.
-        A prompt replaces that object's earlier prompts on that frame.
+        (H, W) array, as for ``Segmenter.predict``. All prompts are checked here, before any
+        is used; the model reads them when the next run starts, in the thread that consumes
+        it (the prompted frames' image encoding takes seconds on a CPU, so a GUI must not
+        wait for it). A prompt replaces that object's earlier prompts on that frame.
         """
         self._check_idle()
         checked = []
@@ -334,7 +337,8 @@ class PropagationSession:
                     prompt = PromptSet.from_arguments(**prompt)
                 checked.append((frame, int(object_id), prompt.validate(self.source.plane_shape)))
         for frame, object_id, prompt in checked:
-            self._add(frame, object_id, prompt)
+            self._pending.append((frame, object_id, prompt))
+            self._anchors.setdefault(object_id, set()).add(frame)
 
     def _check_frame(self, frame) -> int:
         start, stop = self.frame_range
@@ -368,7 +372,6 @@ class PropagationSession:
                     box=sam.get("box"),
                     clear_old_points=True,
                 )
-        self._anchors.setdefault(object_id, set()).add(frame)
 
     def _new_state(self) -> dict:
         """A fresh sam2 inference state whose frames are this session's lazy ``ModelFrames``.
@@ -458,15 +461,15 @@ class PropagationSession:
         return steps
 
     def _pick_objects(self, objects) -> list[int]:
-        if not self._states:
+        if not self._anchors:
             raise SAM2Error(
                 "No prompts: add points, a box or a mask for at least one object on one frame "
                 "before propagating."
             )
         if objects is None:
-            return list(self._states)
+            return list(self._anchors)
         ids = [int(o) for o in objects]
-        unknown = [o for o in ids if o not in self._states]
+        unknown = [o for o in ids if o not in self._anchors]
         if unknown:
             raise SAM2Error(
                 f"Objects {unknown} have no prompts yet: prompt them on a frame first."
@@ -507,6 +510,7 @@ class PropagationSession:
         self._check_idle()
         self._states.pop(object_id, None)
         self._anchors.pop(object_id, None)
+        self._pending = [p for p in self._pending if p[1] != object_id]
 
     def run(self, steps: list[Step]) -> FrameStream:
         """Yield the frames of ``steps`` (from ``plan``) as ``propagate`` does."""
@@ -525,6 +529,9 @@ class PropagationSession:
         self._running = True
         running: dict[tuple[int, bool], tuple[Iterator, int]] = {}
         try:
+            while self._pending:  # each kept until the model has it (a failure retries it)
+                self._add(*self._pending[0])
+                self._pending.pop(0)
             for i, step in enumerate(steps):
                 direction = -1 if step.reverse else 1
                 self.frames.step = direction
@@ -613,6 +620,7 @@ class PropagationSession:
         self._features.clear()
         self._states.clear()
         self._anchors.clear()
+        self._pending.clear()
 
     def __enter__(self) -> PropagationSession:
         return self
