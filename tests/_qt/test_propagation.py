@@ -203,3 +203,30 @@ def test_pressing_propagate_leaves_the_model_to_the_worker(viewer_widget, stack,
     finally:
         del model.forward_image
     assert encoded_in and not any(encoded_in)
+
+
+def test_only_the_shown_frame_is_redrawn_while_propagating(viewer_widget, stack, qtbot):
+    """Frames written off screen are not redrawn (each redraw stalls napari), yet moving to
+    them shows what was written, and the shown frame is redrawn as it is written."""
+    viewer, widget = viewer_widget
+    session = start(widget, viewer.add_image(stack))
+    viewer.dims.set_current_step(0, 2)
+    session.points_layer.add([[2, 15, 16]])
+    settle(widget, qtbot)
+    labels = session.labels_layer
+    redrawn_at = []
+    refresh = labels.refresh
+
+    def recording_refresh(*args, **kwargs):
+        redrawn_at.append(viewer.dims.current_step[0])
+        return refresh(*args, **kwargs)
+
+    labels.refresh = recording_refresh
+    try:
+        propagate_and_wait(widget, qtbot)
+    finally:
+        del labels.refresh
+    assert redrawn_at == [2]  # 6 frames written, one of them on screen
+    for t in range(len(stack)):
+        viewer.dims.set_current_step(0, t)
+        np.testing.assert_array_equal(labels._slice.image.raw, labels.data[t])

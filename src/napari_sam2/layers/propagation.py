@@ -185,7 +185,19 @@ class LayerPropagation:
         )
         for object_id in object_ids:
             annotation.record_written(plane, object_id, labels.data[index] == object_id)
-        labels.refresh()
+        if self._shown(plane):
+            labels.refresh()
+
+    def _shown(self, plane: Plane) -> bool:
+        """Whether the viewer shows this plane now. Only then does a write need a redraw:
+        napari reads another frame afresh when the user moves there, and redrawing for every
+        frame written elsewhere stalls the GUI thread."""
+        try:
+            shown = displayed_plane(self.annotation.viewer, self.layer, plane.channel_axis)
+        except SAM2Error:
+            return True  # a 3D view, say: the whole stack may be on screen
+        axes = (shown.rows_axis, shown.cols_axis) == (plane.rows_axis, plane.cols_axis)
+        return not axes or shown.index == plane.index
 
     def close(self) -> None:
         self.session.close()
