@@ -254,6 +254,7 @@ def propagation() -> None:
         session, frames = ours()
         next(frames)
         _profile("ours", frames, min(args.profile_frames, args.frames - 1))
+        frames.close()  # ends the run: the model is back to plain sam2 (no CUDA graphs)
         session.close()
 
         with inference_context(torch.device(args.device)):

@@ -39,6 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "bedroom"
+MARKS = (10, 20, 50, 100, 1000, 10000)
 
 
 class JpegFolder:
@@ -156,16 +157,20 @@ def one_run(args) -> dict:
     gpu_before = torch.cuda.memory_allocated() if device.type == "cuda" else 0
     first = None
     done = 0
+    marks = {}  # seconds from the start to the end of frame k, for a few k
     with PeakSampler() as rss:
         start = time.perf_counter()
-        if args.engine == "ours":
-            session = PropagationSession(model, frame_source_for(data))
+        if args.engine.startswith("ours"):
+            graphs = args.engine == "ours"
+            session = PropagationSession(model, frame_source_for(data), cuda_graphs=graphs)
             session.add_prompts({0: {1: dict(points=[click])}})
             for _frame, _ids, found in session.propagate("forward"):
                 masks = found
                 done += 1
                 if first is None:
                     first = time.perf_counter() - start
+                if done in MARKS:
+                    marks[done] = round(time.perf_counter() - start, 3)
             session.close()
         else:
             with inference_context(device):
@@ -176,6 +181,8 @@ def one_run(args) -> dict:
                     done += 1
                     if first is None:
                         first = time.perf_counter() - start
+                    if done in MARKS:
+                        marks[done] = round(time.perf_counter() - start, 3)
         if device.type == "cuda":
             torch.cuda.synchronize()
         total = time.perf_counter() - start
@@ -195,6 +202,7 @@ def one_run(args) -> dict:
         "time_to_first_mask_s": round(first, 4),
         "total_s": round(total, 3),
         "fps": round((done - 1) / tracking, 3) if done > 1 else None,
+        "seconds_at_frame": marks,
         "gpu_peak_gib": round((torch.cuda.max_memory_allocated() - gpu_before) / 2**30, 3)
         if device.type == "cuda"
         else None,
@@ -213,7 +221,13 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--frames", type=int, nargs="+", default=[100, 1000, 10000])
-    parser.add_argument("--engines", nargs="+", default=["ours", "official"])
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=["ours", "official"],
+        choices=("ours", "ours-no-cuda-graphs", "official"),
+        help="ours-no-cuda-graphs: the engine with cuda_graphs=False",
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument(

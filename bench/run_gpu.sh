@@ -9,8 +9,9 @@
 #   bash bench/run_gpu.sh                          # every part
 #   bash bench/run_gpu.sh propagation long         # some parts
 #
-# Parts: interactive, propagation (100 and 1,000 frames, bfloat16 and float32), long
-# (10,000 frames, this engine only), automatic, batch. BENCH_DATA holds bedroom/ (JPEG frames)
+# Parts: interactive, propagation (100 frames: bfloat16 with and without CUDA graphs, float32),
+# propagation-1000, long (10,000 frames, this engine only), automatic, batch.
+# BENCH_DATA holds bedroom/ (JPEG frames)
 # and images/cars.jpg (default: ../shared/data).
 set -uo pipefail
 
@@ -18,7 +19,7 @@ ROOT=$(realpath "$(dirname "$0")/..")
 DATA=$(realpath "${BENCH_DATA:-$ROOT/../shared/data}")
 OUT=${OUT:-$PWD/bench-out}
 WHEELS=${WHEELS:-.whl}  # one or more folders of wheels, space-separated
-PARTS=${*:-interactive propagation long automatic batch}
+PARTS=${*:-interactive propagation propagation-1000 long automatic batch}
 mkdir -p "$OUT"
 
 wheels=()
@@ -54,9 +55,11 @@ for part in $PARTS; do
         step interactive 200 python3 "$ROOT/bench/interactive.py" --device cuda --napari off \
             --embed-repeats 10 --click-repeats 50 ;;
     propagation)
-        propagation propagation-100 150 --frames 100 --runs 3
-        propagation propagation-100-float32 100 --frames 100 --runs 2 --precision float32
-        propagation propagation-1000 200 --frames 1000 --runs 1 ;;
+        propagation propagation-100 240 --frames 100 --runs 3 \
+            --engines ours ours-no-cuda-graphs official
+        propagation propagation-100-float32 120 --frames 100 --runs 2 --precision float32 ;;
+    propagation-1000)
+        propagation propagation-1000 450 --frames 1000 --runs 3 ;;
     long)
         propagation propagation-10000 560 --frames 10000 --runs 1 --engines ours ;;
     automatic)

@@ -94,3 +94,24 @@ def test_frame_source_reads_only_the_requested_frame():
 def test_stack_without_two_spatial_axes_is_refused():
     with pytest.raises(SAM2Error, match="two spatial axes"):
         FrameSource(np.zeros((2, 3, 4, 5)))
+
+
+@pytest.mark.parametrize(
+    "plane, limits",
+    [
+        (np.arange(12 * 10, dtype=np.uint16).reshape(12, 10) * 500, [(200, 40000)]),
+        (np.arange(12 * 10 * 3, dtype=np.uint8).reshape(12, 10, 3), [(0, 255)]),
+        (np.linspace(-1, 3, 12 * 10 * 2).reshape(12, 10, 2), [(0, 1), (1, 2)]),
+        (np.where(np.eye(12, 10) > 0, np.nan, 7.0).astype(np.float32), [(0, 10)]),
+        (np.eye(12, 10, dtype=bool), [(0, 1)]),
+    ],
+    ids=["uint16", "rgb", "two-channel float64", "float with NaN", "bool"],
+)
+def test_frames_normalised_as_tensors_equal_the_numpy_frames(plane, limits):
+    """Propagation normalises frames as torch tensors (on the GPU there): the model must see
+    the same picture as through the numpy path that clicks use."""
+    from napari_sam2.engine.frames import to_rgb, to_tensor
+
+    norm = Normalization.from_limits(limits)
+    as_tensor = to_rgb(norm.apply(to_tensor(plane)))
+    np.testing.assert_allclose(as_tensor.numpy(), to_model_frame(plane, norm), atol=1e-6)

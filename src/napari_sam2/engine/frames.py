@@ -3,7 +3,8 @@
 A frame is (H, W, 3) float32 in [0, 1]. The same ``Normalization`` is applied to every frame of
 a stack (no per-frame min-max, which would make masks flicker), 16-bit data is scaled between its
 contrast limits or stack-wide percentiles (never over 0-65535), and frames are read lazily, one
-at a time, from numpy, dask or zarr arrays. Nothing goes through JPEG.
+at a time, from numpy, dask or zarr arrays. Nothing goes through JPEG. Normalisation and the
+channel mapping also run on torch tensors, so propagation can do that float work on the GPU.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .errors import SAM2Error
 
@@ -79,7 +81,20 @@ class Normalization:
             high = low + 1.0
         return cls((float(low),), (float(high),))
 
-    def apply(self, values: np.ndarray) -> np.ndarray:
+    def apply(self, values: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """float32 values in [0, 1] (NaN → 0); a torch tensor stays on its device."""
+        if isinstance(values, torch.Tensor):
+            low, span = (
+                (self.low[0], self.high[0] - self.low[0])
+                if len(self.low) == 1
+                else (
+                    torch.tensor(self.low, device=values.device),
+                    torch.tensor(self.high, device=values.device)
+                    - torch.tensor(self.low, device=values.device),
+                )
+            )
+            out = (values.to(torch.float32) - low) / span
+            return out.nan_to_num_(nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
         low = np.asarray(self.low, dtype=np.float32)
         span = np.asarray(self.high, dtype=np.float32) - low
         out = (values.astype(np.float32, copy=False) - low) / span
@@ -123,24 +138,48 @@ def shrink_factor(shape: tuple[int, ...]) -> int:
     return max(1, math.ceil(max(shape[:2]) / MAX_MODEL_SIDE))
 
 
-def to_model_frame(plane: np.ndarray, normalization: Normalization) -> np.ndarray:
-    """Normalised (h, w, 3) float32 frame, shrunk by ``shrink_factor`` if the plane is huge."""
+def shrink(plane: np.ndarray) -> np.ndarray:
+    """``plane`` block-averaged by ``shrink_factor`` (float32), or unchanged if not huge."""
     if min(plane.shape[:2]) < 1:
         raise SAM2Error(f"The image plane {plane.shape[:2]} is empty.")
     factor = shrink_factor(plane.shape)
-    if factor > 1:
-        h, w = (plane.shape[0] // factor) * factor, (plane.shape[1] // factor) * factor
-        shape = (h // factor, factor, w // factor, factor) + plane.shape[2:]
-        # Block mean accumulated in float32 without a float copy of the whole plane.
-        plane = np.asarray(plane[:h, :w]).reshape(shape).mean(axis=(1, 3), dtype=np.float32)
-    frame = normalization.apply(np.asarray(plane))
+    if factor == 1:
+        return plane
+    h, w = (plane.shape[0] // factor) * factor, (plane.shape[1] // factor) * factor
+    shape = (h // factor, factor, w // factor, factor) + plane.shape[2:]
+    # Block mean accumulated in float32 without a float copy of the whole plane.
+    return np.asarray(plane[:h, :w]).reshape(shape).mean(axis=(1, 3), dtype=np.float32)
+
+
+def to_rgb(frame: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """(h, w, 3) from a normalised (h, w) or (h, w, 1..3) frame, numpy or torch."""
     if frame.ndim == 2:
-        frame = np.repeat(frame[..., None], 3, axis=-1)  # gray → R = G = B
-    elif frame.shape[-1] == 1:
-        frame = np.repeat(frame, 3, axis=-1)
-    elif frame.shape[-1] == 2:
-        frame = np.concatenate([frame, np.zeros_like(frame[..., :1])], axis=-1)  # R, G, blank B
+        frame = frame[..., None]
+    if frame.shape[-1] == 1:
+        return frame[..., [0, 0, 0]]  # gray → R = G = B
+    if frame.shape[-1] == 2:  # R, G and a blank B
+        parts = [frame, frame[..., :1] * 0]
+        join = torch.cat if isinstance(frame, torch.Tensor) else np.concatenate
+        return join(parts, -1)
+    return frame
+
+
+def to_model_frame(plane: np.ndarray, normalization: Normalization) -> np.ndarray:
+    """Normalised (h, w, 3) float32 frame, shrunk by ``shrink_factor`` if the plane is huge."""
+    frame = to_rgb(normalization.apply(np.asarray(shrink(plane))))
     return np.ascontiguousarray(frame, dtype=np.float32)
+
+
+def to_tensor(plane: np.ndarray) -> torch.Tensor:
+    """A plane as a CPU tensor without a float copy (dtypes torch lacks are widened)."""
+    plane = np.asarray(plane)
+    if plane.dtype == np.uint16:
+        plane = plane.astype(np.int32)
+    elif plane.dtype == bool:
+        plane = plane.view(np.uint8)
+    elif plane.dtype.kind not in "iuf" or plane.dtype in (np.uint32, np.uint64, np.float16):
+        plane = plane.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(plane, dtype=plane.dtype.newbyteorder("=")))
 
 
 class FrameSource:

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cuda_graphs import tracking_graphs
 from .errors import SAM2Error
-from .frames import FrameSource
+from .frames import FrameSource, shrink, to_rgb, to_tensor
 from .models import inference_context, is_compiled
 from .prompts import PromptSet
 
@@ -108,10 +109,11 @@ class ModelFrames:
     def prepare(self, index: int) -> torch.Tensor:
         """Read, normalise, resize and standardise one frame (no caching).
 
-        On a GPU the frame is copied there first, so the resize runs on the device.
+        On a GPU the raw pixels are copied there and all float work runs there: the reader
+        threads then only read, and hold Python's lock (which the tracking loop needs) briefly.
         """
-        frame = torch.from_numpy(self.source[index]).permute(2, 0, 1)[None]
-        frame = frame.to(self.device, non_blocking=True)
+        plane = to_tensor(shrink(self.source.raw_plane(index))).to(self.device)
+        frame = to_rgb(self.source.normalization.apply(plane)).permute(2, 0, 1)[None]
         size = (self.image_size, self.image_size)
         frame = F.interpolate(
             frame, size=size, mode="bilinear", align_corners=False, antialias=True
@@ -256,6 +258,10 @@ class PropagationSession:
     within ``memory_window`` of them or of the frame being tracked (the model attends to at most
     ``num_maskmem`` previous memories and ``max_obj_ptrs_in_encoder`` object pointers); the rest
     is dropped as tracking moves on.
+
+    Speed on CUDA: ``batch_size`` frames are encoded at once (default 8), and with
+    ``cuda_graphs`` (default) the tracking step's memory attention, mask heads and memory
+    encoder are replayed as CUDA graphs once their input shapes repeat (see ``cuda_graphs``).
     """
 
     def __init__(
@@ -264,6 +270,7 @@ class PropagationSession:
         source: FrameSource,
         frame_range: tuple[int, int] | None = None,
         batch_size: int | None = None,
+        cuda_graphs: bool = True,
     ):
         from sam2.sam2_video_predictor import SAM2VideoPredictor
 
@@ -280,6 +287,7 @@ class PropagationSession:
                 f"with 0 <= first < stop <= {n}."
             )
         self.frame_range = (start, stop)
+        self.cuda_graphs = cuda_graphs
         on_gpu = self.device.type == "cuda"
         if batch_size is None:
             # A compiled encoder recompiles for every new batch size: keep it at one.
@@ -529,29 +537,40 @@ class PropagationSession:
         self._running = True
         running: dict[tuple[int, bool], tuple[Iterator, int]] = {}
         try:
-            while self._pending:  # each kept until the model has it (a failure retries it)
-                self._add(*self._pending[0])
-                self._pending.pop(0)
-            for i, step in enumerate(steps):
-                direction = -1 if step.reverse else 1
-                self.frames.step = direction
-                masks = []
-                for oid in step.object_ids:
-                    key = (oid, step.reverse)
-                    if key not in running or running[key][1] != step.frame:
-                        running[key] = (self._track(oid, steps, i), step.frame)
-                    with _OutOfMemoryAdvice(self.device), inference_context(self.device):
-                        masks.append(next(running[key][0]))
-                    running[key] = (running[key][0], step.frame + direction)
-                self._features.forget_before(step.frame + direction, direction)
-                yield step.frame, list(step.object_ids), np.stack(masks)
+            with tracking_graphs(self.model, self.cuda_graphs):
+                while self._pending:  # each kept until the model has it (a failure retries it)
+                    self._add(*self._pending[0])
+                    self._pending.pop(0)
+                # On a GPU a frame is handed out once the next one is queued: its masks reach
+                # the host while the GPU works on, instead of the GPU idling while Python
+                # prepares each frame.
+                lag = 1 if self.device.type == "cuda" else 0
+                copying: list[_MasksToHost] = []
+                for i, step in enumerate(steps):
+                    direction = -1 if step.reverse else 1
+                    self.frames.step = direction
+                    masks = []
+                    for oid in step.object_ids:
+                        key = (oid, step.reverse)
+                        if key not in running or running[key][1] != step.frame:
+                            running[key] = (self._track(oid, steps, i), step.frame)
+                        with _OutOfMemoryAdvice(self.device), inference_context(self.device):
+                            masks.append(next(running[key][0]))
+                        running[key] = (running[key][0], step.frame + direction)
+                    self._features.forget_before(step.frame + direction, direction)
+                    copying.append(_MasksToHost(step, masks))
+                    while len(copying) > lag:
+                        yield copying.pop(0).result()
+                while copying:
+                    yield copying.pop(0).result()
         finally:
             running.clear()
             self._features.clear()
             self._running = False
 
-    def _track(self, oid: int, steps: list[Step], i: int) -> Iterator[np.ndarray]:
-        """Masks of one object over its run of consecutive frames starting at ``steps[i]``."""
+    def _track(self, oid: int, steps: list[Step], i: int) -> Iterator[torch.Tensor]:
+        """Masks of one object over its run of consecutive frames starting at ``steps[i]``
+        (boolean, on the device)."""
         first = steps[i]
         direction = -1 if first.reverse else 1
         last = first.frame
@@ -587,7 +606,7 @@ class PropagationSession:
             if index != frame:
                 raise RuntimeError(f"sam2 tracked frame {index} where {frame} was expected.")
             self._forget(oid, frame)
-            yield (masks[0, 0] > 0).cpu().numpy()
+            yield masks[0, 0] > 0
 
     def _forget(self, oid: int, head: int) -> None:
         """Drop outputs of frames the model will not attend to again (see class docstring)."""
@@ -627,6 +646,24 @@ class PropagationSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _MasksToHost:
+    """The masks of one step on their way to the host, copied without waiting for the device."""
+
+    def __init__(self, step: Step, masks: list[torch.Tensor]):
+        self.step = step
+        stacked = torch.stack(masks)
+        self.masks = stacked.to("cpu", non_blocking=True)  # pinned memory when from CUDA
+        self.copied = None
+        if stacked.is_cuda:
+            self.copied = torch.cuda.Event()
+            self.copied.record()
+
+    def result(self) -> tuple[int, list[int], np.ndarray]:
+        if self.copied is not None:
+            self.copied.synchronize()
+        return self.step.frame, list(self.step.object_ids), self.masks.numpy()
 
 
 def warm_up(model: torch.nn.Module) -> None:

@@ -1,0 +1,139 @@
+"""CUDA graphs for the parts of sam2's tracking step whose input shapes repeat frame after frame.
+
+sam2 tracks a frame with some 700 small GPU kernels, each launched from Python: on a fast GPU
+the host, not the GPU, sets the frame rate (``bench/diagnostics.py propagation``: the GPU idles
+80-90 % of the time). Memory attention, the mask heads and the memory encoder get inputs of
+the same shapes on every frame once the memory bank is full, so each of them can be recorded
+once as a CUDA graph and then replayed with a single launch. What happens around them (which
+memories to attend to, prompts, the outputs kept per frame) stays sam2's own code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+# (owner, attribute) pairs of a SAM2Base model that are replaced while tracking.
+_TARGETS = (
+    ("memory_attention", "forward"),
+    (None, "_forward_sam_heads"),
+    (None, "_encode_new_memory"),
+)
+_INSTALL_LOCK = threading.Lock()
+
+
+class GraphedCall:
+    """``fn`` whose calls replay a CUDA graph once inputs of the same shapes keep coming.
+
+    The first ``record_after`` calls with a given set of input shapes (and the same non-tensor
+    arguments) run ``fn`` as it is, the next one records a graph of it; later calls of that kind
+    copy their inputs into the graph's and replay it. Outputs are copies, so a caller may keep
+    them. At most ``max_graphs`` graphs are held (least recently used dropped). Only the thread
+    that made this object uses graphs; calls from other threads, with tensors off the GPU or
+    under autograd run ``fn`` unchanged.
+    """
+
+    def __init__(self, fn: Callable, record_after: int = 2, max_graphs: int = 4):
+        self.fn = fn
+        self.record_after = record_after
+        self.max_graphs = max_graphs
+        self.replays = 0
+        self._owner = threading.get_ident()
+        self._seen: dict[tuple, int] = {}
+        self._graphs: OrderedDict[tuple, tuple] = OrderedDict()
+
+    def __call__(self, *args, **kwargs):
+        leaves, spec = tree_flatten((args, kwargs))
+        key = self._key(leaves, spec)
+        if key is None:
+            return self.fn(*args, **kwargs)
+        entry = self._graphs.get(key)
+        if entry is None:
+            self._seen[key] = seen = self._seen.get(key, 0) + 1
+            if seen <= self.record_after:
+                return self.fn(*args, **kwargs)
+            entry = self._graphs[key] = self._record(leaves, spec)
+            if len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+        self._graphs.move_to_end(key)
+        graph, inputs, outputs, out_spec = entry
+        for static, value in zip(inputs, leaves, strict=True):
+            if isinstance(static, torch.Tensor):
+                static.copy_(value)
+        graph.replay()
+        self.replays += 1
+        return tree_unflatten(
+            [x.clone() if isinstance(x, torch.Tensor) else x for x in outputs], out_spec
+        )
+
+    def _key(self, leaves: list, spec) -> tuple | None:
+        """What a graph depends on besides tensor values; None where graphs do not apply."""
+        if threading.get_ident() != self._owner or torch.is_grad_enabled():
+            return None
+        parts = []
+        for leaf in leaves:
+            if isinstance(leaf, torch.Tensor):
+                if not leaf.is_cuda:
+                    return None
+                parts.append((tuple(leaf.shape), leaf.dtype, leaf.device))
+            elif leaf is None or isinstance(leaf, (bool, int, float, str)):
+                parts.append(leaf)
+            else:
+                return None
+        autocast = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
+        return (spec, tuple(parts), autocast, torch.is_inference_mode_enabled())
+
+    def _record(self, leaves: list, spec) -> tuple:
+        inputs = [x.clone() if isinstance(x, torch.Tensor) else x for x in leaves]
+        args, kwargs = tree_unflatten(inputs, spec)
+        # Autocast must not reuse weights it cast outside the graph: they are freed when the
+        # caller's autocast region ends, while the graph would go on reading them.
+        autocast = torch.autocast(
+            "cuda",
+            dtype=torch.get_autocast_dtype("cuda"),
+            enabled=torch.is_autocast_enabled("cuda"),
+            cache_enabled=False,
+        )
+        # CUDA's rules for capture: run once on a side stream first (library handles, lazy
+        # state), then record.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), autocast:
+            self.fn(*args, **kwargs)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), autocast:
+            out = self.fn(*args, **kwargs)
+        outputs, out_spec = tree_flatten(out)
+        return graph, inputs, outputs, out_spec
+
+
+@contextlib.contextmanager
+def tracking_graphs(model: torch.nn.Module, enabled: bool = True) -> Iterator[list[GraphedCall]]:
+    """While inside, ``model`` (a sam2 ``SAM2Base`` on CUDA) tracks with CUDA graphs.
+
+    Yields the ``GraphedCall`` objects installed: none off CUDA, when disabled, when the parts
+    are already replaced (another thread's run uses graphs on this model, or sam2's compiled
+    predictor). On exit the model is as it was and the graphs are freed.
+    """
+    installed: list[tuple[object, str, GraphedCall]] = []
+    with _INSTALL_LOCK:
+        owners = [model if owner is None else getattr(model, owner) for owner, _ in _TARGETS]
+        names = [name for _, name in _TARGETS]
+        replaced = any(name in vars(obj) for obj, name in zip(owners, names, strict=True))
+        if enabled and model.device.type == "cuda" and not replaced:
+            for obj, name in zip(owners, names, strict=True):
+                call = GraphedCall(getattr(obj, name))
+                setattr(obj, name, call)
+                installed.append((obj, name, call))
+    try:
+        yield [call for _, _, call in installed]
+    finally:
+        with _INSTALL_LOCK:
+            for obj, name, _ in installed:
+                delattr(obj, name)

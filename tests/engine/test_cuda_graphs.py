@@ -1,0 +1,91 @@
+"""CUDA graphs of the tracking step: same masks as plain tracking, model left as it was.
+
+These need a CUDA GPU (CI has none; they run on the GPU machine, see docs/performance.md).
+"""
+
+import contextlib
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam2.engine import models, video
+from napari_sam2.engine.cuda_graphs import GraphedCall, tracking_graphs
+from napari_sam2.engine.video import PropagationSession, frame_source_for, write_labels
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+MICRO = Path(__file__).parents[2] / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return models.build_model(models.MICRO_MODEL, MICRO, "cuda")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    from napari_sam2.engine.synthetic import synthetic_clip
+
+    # Prompted in the middle, tracked both ways for longer than the memory bank takes to fill
+    # (16 object pointers), so the memory attention's shapes settle and it is replayed too.
+    return synthetic_clip(50, (256, 256), n_cells=2, seed=3)
+
+
+def track(model, frames, prompts, cuda_graphs: bool) -> np.ndarray:
+    session = PropagationSession(model, frame_source_for(frames), cuda_graphs=cuda_graphs)
+    session.add_prompts(prompts)
+    labels = np.zeros(frames.shape, np.uint16)
+    list(write_labels(session.propagate("both"), labels))
+    session.close()
+    return labels
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def test_tracking_with_cuda_graphs_gives_the_masks_of_plain_tracking(model, clip):
+    frames, truth = clip
+    prompts = {25: {k: dict(box=bbox(truth[25] == k)) for k in (1, 2)}}
+    plain = track(model, frames, prompts, cuda_graphs=False)
+    installed = []
+
+    @contextlib.contextmanager
+    def spy(model, enabled):
+        with tracking_graphs(model, enabled) as calls:
+            installed.extend(calls)
+            yield calls
+
+    with mock.patch.object(video, "tracking_graphs", spy):
+        graphed = track(model, frames, prompts, cuda_graphs=True)
+    # Memory attention, mask heads and memory encoder were all replayed, both ways.
+    assert len(installed) == 3 and all(call.replays >= 2 * 2 * 5 for call in installed)
+    for t in range(len(frames)):
+        for k in (1, 2):
+            assert iou(graphed[t] == k, plain[t] == k) > 0.98, (t, k)
+            assert iou(graphed[t] == k, truth[t] == k) > 0.7, (t, k)
+
+
+def test_the_model_is_left_as_it_was_also_after_a_cancel(model, clip):
+    frames, truth = clip
+    session = PropagationSession(model, frame_source_for(frames))
+    session.add_prompts({0: {1: dict(box=bbox(truth[0] == 1))}})
+    stream = session.propagate("forward")
+    for i, _ in enumerate(stream):
+        if i == 0:
+            assert isinstance(vars(model).get("_forward_sam_heads"), GraphedCall)
+        if i == 25:
+            break
+    stream.close()
+    assert "_forward_sam_heads" not in vars(model)
+    assert "_encode_new_memory" not in vars(model)
+    assert "forward" not in vars(model.memory_attention)
+
+
+def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.nonzero(mask)
+    return rows.min(), cols.min(), rows.max(), cols.max()
