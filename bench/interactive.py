@@ -209,53 +209,70 @@ def bench_engine(seg, image, clicks, dtype, args, record, fields) -> None:
         )
 
 
+def time_session_clicks(viewer, seg, image, clicks, args, record, fields, after_apply=None):
+    """Click → Labels updated, driving ``AnnotationSession.request/compute/apply`` step by step
+    (in this thread, as the GUI thread does); ``after_apply`` runs the events that follow
+    (a Qt viewer's redraw) and is timed too."""
+    from napari_sam2.layers.annotation import AnnotationSession
+
+    path = "session" if after_apply else "viewer-model"
+    layer = viewer.add_image(image)
+    session = AnnotationSession(viewer)
+    session.set_segmenter(seg)
+    session.attach(layer)
+    parts: dict[str, list[float]] = {k: [] for k in ("request", "compute", "apply", "total")}
+    events: list[float] = []
+    n = args.warmup + args.click_repeats
+    for i in range(n):
+        row, col = clicks[i % len(clicks)]
+        t0 = time.perf_counter()
+        session.points_layer.data = np.array([[row, col]], float)  # the click moves
+        t1 = time.perf_counter()
+        request = session.request()
+        t2 = time.perf_counter()
+        results = session.compute(seg, request)
+        t3 = time.perf_counter()
+        session.apply(request, results)
+        t4 = time.perf_counter()
+        if after_apply:
+            after_apply()
+        t5 = time.perf_counter()
+        if i >= args.warmup:
+            for key, value in (
+                ("request", t2 - t1),
+                ("compute", t3 - t2),
+                ("apply", t4 - t3),
+                ("total", t4 - t0),
+            ):
+                parts[key].append(value)
+            events.append(t5 - t4)
+    for key, seconds in parts.items():
+        record.timings(f"click_to_labels_{key}", seconds, impl="ours", path=path, **fields)
+    if after_apply:
+        # What follows apply in the GUI thread: the redraw of the changed Labels region.
+        record.timings("events_after_apply", events, impl="ours", path=path, **fields)
+        drawn = [total + ev for total, ev in zip(parts["total"], events, strict=True)]
+        record.timings("click_to_labels_drawn", drawn, impl="ours", path=path, **fields)
+    viewer.layers.clear()
+
+
+def bench_viewer_model(seg, image, clicks, args, record, fields) -> None:
+    """Click → Labels updated in napari's ``ViewerModel``: no Qt, no canvas (for machines
+    without a display, such as the GPU machine)."""
+    from napari.components import ViewerModel
+
+    time_session_clicks(ViewerModel(), seg, image, clicks, args, record, fields)
+
+
 def bench_napari(seg, image, clicks, args, record, fields) -> None:
     """Click → Labels updated in a headless viewer: the session's steps, then the dock widget."""
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_sam2.layers.annotation import AnnotationSession
-
     viewer = open_viewer(args.hidden)
     app = QApplication.instance()
     try:
-        layer = viewer.add_image(image)
-        session = AnnotationSession(viewer)
-        session.set_segmenter(seg)
-        session.attach(layer)
-        parts: dict[str, list[float]] = {k: [] for k in ("request", "compute", "apply", "total")}
-        events: list[float] = []
-        n = args.warmup + args.click_repeats
-        for i in range(n):
-            row, col = clicks[i % len(clicks)]
-            t0 = time.perf_counter()
-            session.points_layer.data = np.array([[row, col]], float)  # the click moves
-            t1 = time.perf_counter()
-            request = session.request()
-            t2 = time.perf_counter()
-            results = session.compute(seg, request)
-            t3 = time.perf_counter()
-            session.apply(request, results)
-            t4 = time.perf_counter()
-            app.processEvents()
-            t5 = time.perf_counter()
-            if i >= args.warmup:
-                for key, value in (
-                    ("request", t2 - t1),
-                    ("compute", t3 - t2),
-                    ("apply", t4 - t3),
-                    ("total", t4 - t0),
-                ):
-                    parts[key].append(value)
-                events.append(t5 - t4)
-        for key, seconds in parts.items():
-            metric = f"click_to_labels_{key}"
-            record.timings(metric, seconds, impl="ours", path="session", **fields)
-        # What follows apply in the GUI thread: the redraw of the changed Labels region.
-        record.timings("events_after_apply", events, impl="ours", path="session", **fields)
-        drawn = [total + ev for total, ev in zip(parts["total"], events, strict=True)]
-        record.timings("click_to_labels_drawn", drawn, impl="ours", path="session", **fields)
-        viewer.layers.clear()
+        time_session_clicks(viewer, seg, image, clicks, args, record, fields, app.processEvents)
 
         # The same through the dock widget: point added → worker → apply in the GUI thread.
         _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "Segment with SAM2")
@@ -276,7 +293,7 @@ def bench_napari(seg, image, clicks, args, record, fields) -> None:
 
         session.apply = timed_apply
         waits, cpus = [], []
-        for i in range(n):
+        for i in range(args.warmup + args.click_repeats):
             row, col = clicks[(i + 5) % len(clicks)]
             count = len(applied)
             t0, c0 = time.perf_counter(), time.process_time()
@@ -306,18 +323,19 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument(
         "--napari",
-        choices=["auto", "on", "off"],
+        choices=["auto", "on", "model", "off"],
         default="auto",
-        help="headless-viewer measurements (auto: when napari is installed)",
+        help="headless-viewer measurements (auto: when napari is installed); model: in napari's "
+        "ViewerModel, without Qt",
     )
     args = parser.parse_args(argv)
 
     import importlib.util
 
-    use_napari = args.napari == "on" or (
+    use_napari = args.napari in ("on", "model") or (
         args.napari == "auto" and importlib.util.find_spec("napari") is not None
     )
-    if use_napari:
+    if use_napari and args.napari != "model":
         # Before torch loads triton and before any canvas exists (see napari_sam2._qt.workers).
         import napari_sam2._qt.workers  # noqa: F401
     import torch
@@ -360,7 +378,8 @@ def main(argv=None) -> None:
             bench_preprocessing(image, device, args.embed_repeats, record, fields)
         if use_napari:
             napari_dtype = "bfloat16" if gpu else "float32"  # the engine's own default
-            bench_napari(seg, image, clicks, args, record, dict(fields, dtype=napari_dtype))
+            bench = bench_viewer_model if args.napari == "model" else bench_napari
+            bench(seg, image, clicks, args, record, dict(fields, dtype=napari_dtype))
         del seg
         gc.collect()
         if gpu:

@@ -156,6 +156,36 @@ def napari_table(lines: list[dict], device: str = "cpu") -> str:
     return "\n".join(out)
 
 
+def viewer_model_table(lines: list[dict], device: str) -> str:
+    """Click → Labels layer updated in napari's ViewerModel (no Qt): the session's steps."""
+    rows = interactive_rows(lines, device)
+    head = (
+        "| model | weights | dtype | click → Labels updated (ms) | engine step (ms) "
+        "| apply (ms) | official predict alone (ms) |"
+    )
+    out = [head, head_sep(head)]
+    for key in _keys(rows):
+        row = rows[key]
+        if "click_to_labels_total/ours/viewer-model" not in row:
+            continue
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    short(key[0]),
+                    key[2],
+                    key[1],
+                    cell(row, "click_to_labels_total/ours/viewer-model", 1, True),
+                    cell(row, "click_to_labels_compute/ours/viewer-model", 1, True),
+                    cell(row, "click_to_labels_apply/ours/viewer-model", 1, True),
+                    cell(row, "click/official", 1, True),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(out)
+
+
 def head_sep(head: str) -> str:
     return "|" + "---|" * (head.count("|") - 1)
 
@@ -353,6 +383,9 @@ def main(argv=None) -> None:
             if device == "cpu":
                 print("\n### napari, cpu\n")
                 print(napari_table(lines))
+            if any(line.get("path") == "viewer-model" for line in lines):
+                print(f"\n### napari ViewerModel, {device}\n")
+                print(viewer_model_table(lines, device))
     if any(line.get("bench") == "responsiveness" for line in lines):
         print("\n### responsiveness\n")
         print(responsiveness_table(lines))

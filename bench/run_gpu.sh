@@ -10,7 +10,8 @@
 #   bash bench/run_gpu.sh propagation long         # some parts
 #
 # Parts: interactive, propagation (100 frames: bfloat16 with and without CUDA graphs, float32),
-# propagation-1000, long (10,000 frames, this engine only), automatic, batch.
+# propagation-1000, long (10,000 frames, this engine only), napari (click → Labels layer in
+# napari's ViewerModel; needs napari's wheels), automatic, batch.
 # BENCH_DATA holds bedroom/ (JPEG frames)
 # and images/cars.jpg (default: ../shared/data).
 set -uo pipefail
@@ -19,7 +20,7 @@ ROOT=$(realpath "$(dirname "$0")/..")
 DATA=$(realpath "${BENCH_DATA:-$ROOT/../shared/data}")
 OUT=${OUT:-$PWD/bench-out}
 WHEELS=${WHEELS:-.whl}  # one or more folders of wheels, space-separated
-PARTS=${*:-interactive propagation propagation-1000 long automatic batch}
+PARTS=${*:-interactive propagation propagation-1000 long napari automatic batch}
 mkdir -p "$OUT"
 
 wheels=()
@@ -62,6 +63,11 @@ for part in $PARTS; do
         propagation propagation-1000 450 --frames 1000 --runs 3 ;;
     long)
         propagation propagation-10000 560 --frames 10000 --runs 1 --engines ours ;;
+    napari)  # napari's ViewerModel (no display there): click → Labels layer updated
+        PYTHONPATH=$ROOT/bench/headless_site:$PYTHONPATH step interactive-viewer-model 300 \
+            python3 "$ROOT/bench/interactive.py" --device cuda --napari model \
+            --models tiny small base_plus large --dtypes bfloat16 --embed-repeats 5 \
+            --click-repeats 40 ;;
     automatic)
         step automatic 90 python3 "$ROOT/bench/automatic.py" automatic --device cuda \
             --model sam2.1_hiera_tiny --size 1024 --image "$DATA/images/cars.jpg" ;;
