@@ -27,10 +27,11 @@ def write_object(
 
     ``previous`` is the mask this plugin wrote last time for the object on this plane: its
     pixels that still carry the id and are not in ``mask`` go back to background. New pixels
-    take the id only where the labels are background, unless ``overwrite``. Everything is one
-    ``data_setitem`` call, so a single Ctrl-Z in the Labels layer undoes it. The work is done
-    within the bounding box of the old and new mask, so a small object on a huge plane is
-    cheap in the GUI thread.
+    take the id only where the labels are background, unless ``overwrite``. The writes are
+    grouped in ``block_history``, so a single Ctrl-Z in the Labels layer undoes them. The work
+    is done within the bounding box of the old and new mask, so a small object on a huge plane
+    is cheap in the GUI thread, and each write sets one value, which napari handles faster
+    than an array of values.
     """
     shape = _plane_shape(labels_layer.data.shape, plane_index)
     written = np.zeros(shape, bool)
@@ -39,18 +40,23 @@ def write_object(
         return written
     rows, cols = box
     current = np.asarray(labels_layer.data[_within(plane_index, rows, cols)])
+    mine = current == object_id
     new = np.zeros(current.shape, bool) if mask is None else mask[rows, cols]
-    old = np.zeros_like(new) if previous is None else previous[rows, cols]
-    allowed = (current == 0) | (overwrite & (current != object_id))
+    allowed = ~mine if overwrite else current == 0
     add = new & allowed
-    changed = (old & (current == object_id) & ~new) | add
-    if changed.any():
-        r, c = np.nonzero(changed)
-        values = np.where(add[r, c], object_id, 0)
-        labels_layer.data_setitem(
-            plane_indices(plane_index, r + rows.start, c + cols.start), values
-        )
-    written[rows, cols] = new & (allowed | (current == object_id))
+    edits = [(add, object_id)]
+    if previous is not None:
+        edits.insert(0, (previous[rows, cols] & mine & ~new, 0))
+    edits = [(pixels, value) for pixels, value in edits if pixels.any()]
+    with labels_layer.block_history():
+        for n, (pixels, value) in enumerate(edits, start=1):
+            r, c = np.nonzero(pixels)
+            labels_layer.data_setitem(
+                plane_indices(plane_index, r + rows.start, c + cols.start),
+                value,
+                refresh=n == len(edits),  # one redraw, of both edits' region
+            )
+    written[rows, cols] = add | (new & mine)
     return written
 
 
