@@ -89,3 +89,51 @@ def test_the_model_is_left_as_it_was_also_after_a_cancel(model, clip):
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     rows, cols = np.nonzero(mask)
     return rows.min(), cols.min(), rows.max(), cols.max()
+
+
+def test_clicks_replayed_as_graphs_give_the_official_predictors_masks():
+    """Clicks on two images in turn, in bfloat16 as the plugin runs: once graphs replay,
+    each mask is still the one sam2's own ``predict`` ranks first on *that* image."""
+    from scipy.ndimage import distance_transform_edt
+
+    from napari_sam2 import Segmenter
+    from napari_sam2.engine.synthetic import synthetic_cells
+
+    seg = Segmenter(models.MICRO_MODEL, device="cuda", checkpoint=MICRO)
+    scenes = []
+    for seed in (1, 2):
+        image, labels = synthetic_cells((256, 320), n_cells=6, seed=seed)
+        inside = [
+            np.unravel_index(np.argmax(distance_transform_edt(labels == k)), labels.shape)
+            for k in (1, 2, 3)
+        ]
+        scenes.append((image, [inside[:1], inside[:2], inside]))  # 1, 2 and 3 clicks
+    for _ in range(4):  # the third call of a kind records its graph, later ones replay it
+        for image, clicks in scenes:
+            seg.set_image(image)
+            for points in clicks:
+                ours = seg.predict(points=points)
+                xy = np.array(points, np.float32)[:, ::-1].copy()
+                with models.inference_context(seg.device):
+                    masks, scores, _ = seg.session.predictor.predict(
+                        xy, np.ones(len(points)), multimask_output=len(points) == 1
+                    )
+                official = masks[np.argmax(scores)] > 0
+                assert official.any() and iou(ours, official) > 0.999
+    assert seg.session._decode_clicks.replays >= 2 * 3
+
+
+def test_recording_graphs_does_not_leak_gpu_memory():
+    """Every recording once ran on a new stream, and each new stream that multiplies
+    matrices keeps a cuBLAS workspace (32 MiB on an H100) for the life of the process."""
+    weight = torch.randn(64, 64, device="cuda")
+    before = None
+    for rows in range(1, 9):
+        call = GraphedCall(lambda x: x @ weight, record_after=0)
+        with torch.inference_mode():
+            call(torch.randn(rows, 64, device="cuda"))
+        assert len(call._graphs) == 1
+        del call
+        if before is None:  # the first recording sets up what every later one reuses
+            before = torch.cuda.memory_allocated()
+    assert torch.cuda.memory_allocated() - before < 4 * 2**20

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from napari_sam2 import SAM2Error
 
@@ -26,6 +27,17 @@ def test_mask_has_image_shape_and_embedding_is_cached(random_segmenter, gray_ima
     assert seg.session.embeddings_computed == before + 1
 
 
+def test_an_edited_pixel_is_embedded_again(random_segmenter, gray_image):
+    """The cache is keyed by the pixels: a plane edited in place must not reuse its old
+    embedding (napari layers' data can be changed in place)."""
+    seg = random_segmenter
+    seg.set_image(gray_image)
+    before = seg.session.embeddings_computed
+    gray_image[50, 70] += 1
+    seg.set_image(gray_image)
+    assert seg.session.embeddings_computed == before + 1
+
+
 def test_all_prompt_kinds_are_accepted(random_segmenter, gray_image):
     seg = random_segmenter
     seg.set_image(gray_image)
@@ -34,6 +46,30 @@ def test_all_prompt_kinds_are_accepted(random_segmenter, gray_image):
     from_mask = seg.predict(mask=box_mask)
     for mask in (box_mask, both, from_mask):
         assert mask.shape == gray_image.shape
+
+
+@pytest.mark.parametrize(
+    "points, labels, box",
+    [([(40, 60)], [1], None), (None, None, (10, 20, 60, 90)), ([(30, 50), (5, 5)], [1, 0], None)],
+)
+def test_mask_is_the_official_predictors_best(random_segmenter, gray_image, points, labels, box):
+    """Our click path picks the mask on the device; it must be the one SAM2's own ``predict``
+    ranks first (one click: three proposals; otherwise one)."""
+    seg = random_segmenter
+    seg.set_image(gray_image)
+    ours = seg.predict(points=points, point_labels=labels, box=box)
+    xy = None if points is None else np.array(points, np.float32)[:, ::-1].copy()
+    xyxy = None if box is None else np.array(box, np.float32)[[1, 0, 3, 2]]
+    with torch.inference_mode():
+        masks, scores, _ = seg.session.predictor.predict(
+            xy,
+            None if labels is None else np.array(labels),
+            xyxy,
+            multimask_output=points is not None and len(points) == 1 and box is None,
+        )
+    official = masks[np.argmax(scores)] > 0
+    assert 0 < official.sum() < official.size  # a real mask, not an empty or full one
+    np.testing.assert_array_equal(ours, official)
 
 
 @pytest.mark.parametrize(

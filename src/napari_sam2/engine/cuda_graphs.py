@@ -11,6 +11,7 @@ memories to attend to, prompts, the outputs kept per frame) stays sam2's own cod
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -25,6 +26,16 @@ _TARGETS = (
     (None, "_encode_new_memory"),
 )
 _INSTALL_LOCK = threading.Lock()
+# Recordings share torch's capture stream: one at a time, whichever thread records.
+_RECORD_LOCK = threading.Lock()
+
+
+@functools.cache
+def _side_stream(device: int) -> torch.cuda.Stream:
+    """The stream of the run before each recording, one per GPU: every stream that runs a
+    matrix product gets a cuBLAS workspace of its own (32 MiB on an H100) that is kept for the
+    life of the process, so a new stream per recording would leak that much each time."""
+    return torch.cuda.Stream(device)
 
 
 class GraphedCall:
@@ -34,16 +45,18 @@ class GraphedCall:
     arguments) run ``fn`` as it is, the next one records a graph of it; later calls of that kind
     copy their inputs into the graph's and replay it. Outputs are copies, so a caller may keep
     them. At most ``max_graphs`` graphs are held (least recently used dropped). Only the thread
-    that made this object uses graphs; calls from other threads, with tensors off the GPU or
-    under autograd run ``fn`` unchanged.
+    that made this object uses graphs, unless ``any_thread`` (for callers that let one thread
+    at a time in); other calls, with tensors off the GPU or under autograd run ``fn`` unchanged.
     """
 
-    def __init__(self, fn: Callable, record_after: int = 2, max_graphs: int = 4):
+    def __init__(
+        self, fn: Callable, record_after: int = 2, max_graphs: int = 4, any_thread: bool = False
+    ):
         self.fn = fn
         self.record_after = record_after
         self.max_graphs = max_graphs
         self.replays = 0
-        self._owner = threading.get_ident()
+        self._owner = None if any_thread else threading.get_ident()
         self._seen: dict[tuple, int] = {}
         self._graphs: OrderedDict[tuple, tuple] = OrderedDict()
 
@@ -73,7 +86,8 @@ class GraphedCall:
 
     def _key(self, leaves: list, spec) -> tuple | None:
         """What a graph depends on besides tensor values; None where graphs do not apply."""
-        if threading.get_ident() != self._owner or torch.is_grad_enabled():
+        other_thread = self._owner is not None and threading.get_ident() != self._owner
+        if other_thread or torch.is_grad_enabled():
             return None
         parts = []
         for leaf in leaves:
@@ -100,15 +114,16 @@ class GraphedCall:
             cache_enabled=False,
         )
         # CUDA's rules for capture: run once on a side stream first (library handles, lazy
-        # state), then record.
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), autocast:
-            self.fn(*args, **kwargs)
-        torch.cuda.current_stream().wait_stream(side)
+        # state), then record. Other threads (the GUI's workers) may use the GPU meanwhile.
+        side = _side_stream(torch.cuda.current_device())
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), autocast:
-            out = self.fn(*args, **kwargs)
+        with _RECORD_LOCK:
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), autocast:
+                self.fn(*args, **kwargs)
+            torch.cuda.current_stream().wait_stream(side)
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"), autocast:
+                out = self.fn(*args, **kwargs)
         outputs, out_spec = tree_flatten(out)
         return graph, inputs, outputs, out_spec
 
