@@ -220,7 +220,9 @@ def time_session_clicks(viewer, seg, image, clicks, args, record, fields, after_
     session = AnnotationSession(viewer)
     session.set_segmenter(seg)
     session.attach(layer)
-    parts: dict[str, list[float]] = {k: [] for k in ("request", "compute", "apply", "total")}
+    parts: dict[str, list[float]] = {
+        k: [] for k in ("points_event", "request", "compute", "apply", "plugin", "total")
+    }
     events: list[float] = []
     n = args.warmup + args.click_repeats
     for i in range(n):
@@ -239,9 +241,11 @@ def time_session_clicks(viewer, seg, image, clicks, args, record, fields, after_
         t5 = time.perf_counter()
         if i >= args.warmup:
             for key, value in (
+                ("points_event", t1 - t0),  # napari's own handling of the click
                 ("request", t2 - t1),
                 ("compute", t3 - t2),
                 ("apply", t4 - t3),
+                ("plugin", t4 - t1),  # from napari's click event to the Labels updated
                 ("total", t4 - t0),
             ):
                 parts[key].append(value)

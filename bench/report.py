@@ -160,8 +160,9 @@ def viewer_model_table(lines: list[dict], device: str) -> str:
     """Click → Labels layer updated in napari's ViewerModel (no Qt): the session's steps."""
     rows = interactive_rows(lines, device)
     head = (
-        "| model | weights | dtype | click → Labels updated (ms) | engine step (ms) "
-        "| apply (ms) | official predict alone (ms) |"
+        "| model | weights | dtype | click → Labels updated (ms) | napari's click event (ms) "
+        "| plugin: event → Labels updated (ms) | engine step (ms) | apply (ms) "
+        "| official predict alone (ms) |"
     )
     out = [head, head_sep(head)]
     for key in _keys(rows):
@@ -176,6 +177,8 @@ def viewer_model_table(lines: list[dict], device: str) -> str:
                     key[2],
                     key[1],
                     cell(row, "click_to_labels_total/ours/viewer-model", 1, True),
+                    cell(row, "click_to_labels_points_event/ours/viewer-model", 1, True),
+                    cell(row, "click_to_labels_plugin/ours/viewer-model", 1, True),
                     cell(row, "click_to_labels_compute/ours/viewer-model", 1, True),
                     cell(row, "click_to_labels_apply/ours/viewer-model", 1, True),
                     cell(row, "click/official", 1, True),

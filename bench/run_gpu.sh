@@ -4,7 +4,8 @@
 # That machine has torch and torchvision but neither sam2 nor its small dependencies, and no
 # network: they come as wheels in $WHEELS (see docs/performance.md for how they were built),
 # with psutil's for the memory samplers and dask/distributed's for the cluster batch.
-# It has no napari either, so the viewer measurements run on CPU machines only.
+# napari is not there either: its wheels (and those of its dependencies the machine lacks) go
+# in $WHEELS for the `napari` part, which runs in napari's ViewerModel (there is no display).
 #
 #   bash bench/run_gpu.sh                          # every part
 #   bash bench/run_gpu.sh propagation long         # some parts
@@ -67,7 +68,12 @@ for part in $PARTS; do
         PYTHONPATH=$ROOT/bench/headless_site:$PYTHONPATH step interactive-viewer-model 300 \
             python3 "$ROOT/bench/interactive.py" --device cuda --napari model \
             --models tiny small base_plus large --dtypes bfloat16 --embed-repeats 5 \
-            --click-repeats 40 ;;
+            --click-repeats 40
+        # Random weights give masks of most of the image; the trained micro model's are cells.
+        PYTHONPATH=$ROOT/bench/headless_site:$PYTHONPATH step interactive-viewer-model-micro \
+            120 python3 "$ROOT/bench/interactive.py" --device cuda --napari model \
+            --models micro --dtypes bfloat16 --embed-repeats 5 --click-repeats 40 \
+            --micro-checkpoint "$ROOT/src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt" ;;
     automatic)
         step automatic 90 python3 "$ROOT/bench/automatic.py" automatic --device cuda \
             --model sam2.1_hiera_tiny --size 1024 --image "$DATA/images/cars.jpg" ;;
