@@ -23,10 +23,19 @@ def propagate_and_wait(widget, qtbot):
     qtbot.waitUntil(lambda: widget.propagation.worker is None, timeout=120_000)
 
 
-def test_propagate_fills_the_frames_like_the_engine(viewer_widget, stack, qtbot):
+@pytest.mark.parametrize("storage", ["numpy", "zarr"])
+def test_propagate_fills_the_frames_like_the_engine(viewer_widget, stack, qtbot, storage):
+    """Into the plugin's own Labels layer, or into the user's, backed by a zarr array (for
+    stacks larger than memory): the same labels as the engine's."""
     viewer, widget = viewer_widget
     layer = viewer.add_image(stack)
-    session = start(widget, layer)
+    labels = None
+    if storage == "zarr":
+        import zarr
+
+        store = zarr.zeros(stack.shape, chunks=(1, 32, 32), dtype=np.int32)
+        labels = viewer.add_labels(store, name="on disk")
+    session = start(widget, layer, labels)
     assert widget.propagation.frame_axis.value == 0
     assert (widget.propagation.first.value, widget.propagation.last.value) == (0, 5)
     viewer.dims.set_current_step(0, 2)
@@ -40,7 +49,8 @@ def test_propagate_fills_the_frames_like_the_engine(viewer_widget, stack, qtbot)
     stream = seg.propagate(stack, prompts, "both", contrast_limits=layer.contrast_limits)
     list(write_labels(stream, want, overwrite=False))
     assert (want == 1).any(axis=(1, 2)).sum() > 1  # the comparison covers several frames
-    np.testing.assert_array_equal(session.labels_layer.data, want)
+    assert session.labels_layer is labels or storage == "numpy"
+    np.testing.assert_array_equal(np.asarray(session.labels_layer.data[:]), want)
 
 
 def test_cancel_keeps_done_frames_and_leaves_the_rest(viewer_widget, stack, qtbot):
@@ -210,9 +220,15 @@ def test_only_the_shown_frame_is_redrawn_while_propagating(viewer_widget, stack,
     them shows what was written, and the shown frame is redrawn as it is written."""
     viewer, widget = viewer_widget
     session = start(widget, viewer.add_image(stack))
+    prompts = {2: {1: dict(points=[(15, 16)], point_labels=[1])}}
+    seg = session.segmenter
+    want = np.zeros(stack.shape, np.int32)
+    list(write_labels(seg.propagate(stack, prompts, "both"), want, overwrite=False))
+    shown = next(t for t in (4, 5, 3, 1, 0) if (want[t] == 1).any())  # a frame that changes
     viewer.dims.set_current_step(0, 2)
     session.points_layer.add([[2, 15, 16]])
     settle(widget, qtbot)
+    viewer.dims.set_current_step(0, shown)
     labels = session.labels_layer
     redrawn_at = []
     refresh = labels.refresh
@@ -226,7 +242,29 @@ def test_only_the_shown_frame_is_redrawn_while_propagating(viewer_widget, stack,
         propagate_and_wait(widget, qtbot)
     finally:
         del labels.refresh
-    assert redrawn_at == [2]  # 6 frames written, one of them on screen
+    assert redrawn_at == [shown]  # 6 frames written, one of them on screen
     for t in range(len(stack)):
         viewer.dims.set_current_step(0, t)
         np.testing.assert_array_equal(labels._slice.image.raw, labels.data[t])
+
+
+def test_a_shown_frame_that_does_not_change_is_not_redrawn(viewer_widget, stack, qtbot):
+    viewer, widget = viewer_widget
+    session = start(widget, viewer.add_image(stack))
+    viewer.dims.set_current_step(0, 3)
+    session.points_layer.add([[3, 15, 16]])
+    settle(widget, qtbot)
+    propagation = widget.propagation._current()
+    labels = session.labels_layer
+    mask = np.zeros((1, 32, 32), bool)
+    mask[0, 5:9, 5:9] = True
+    redraws = []
+    refresh = labels.refresh
+    labels.refresh = lambda *a, **k: (redraws.append(1), refresh(*a, **k))
+    try:
+        propagation.write(3, [7], mask)  # new pixels on the shown frame: redrawn
+        propagation.write(3, [7], mask)  # the same again: nothing to redraw
+    finally:
+        del labels.refresh
+    assert len(redraws) == 1
+    assert (labels._slice.image.raw[5:9, 5:9] == 7).all()

@@ -180,12 +180,22 @@ class LayerPropagation:
             raise SAM2Error("The image data changed while propagating: the run was stopped.")
         plane = self.plane(frame)
         index = plane.labels_index()
-        labels.data[index] = paint_objects(
-            np.array(labels.data[index]), object_ids, masks, annotation.overwrite
-        )
+        shown = self._shown(plane)
+        data = labels.data
+        if isinstance(data, np.ndarray):
+            # Painted in place: only the changed pixels are written. Copying the plane and
+            # writing it back touched every page of a frame, which on a fresh labels array
+            # first has to be allocated (about 10 ms per 1024² frame in the GUI thread).
+            region = data[index]
+            before = region.copy() if shown else None
+            paint_objects(region, object_ids, masks, annotation.overwrite)
+        else:  # zarr, dask...: read, paint and write back the frame in one assignment
+            region = np.array(data[index])
+            before = region.copy() if shown else None
+            data[index] = paint_objects(region, object_ids, masks, annotation.overwrite)
         for object_id in object_ids:
-            annotation.record_written(plane, object_id, labels.data[index] == object_id)
-        if self._shown(plane):
+            annotation.record_written(plane, object_id, region == object_id)
+        if shown and not np.array_equal(before, region):  # the prompted frame often is not
             labels.refresh()
 
     def _shown(self, plane: Plane) -> bool:
