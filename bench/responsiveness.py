@@ -11,7 +11,8 @@ not serve the user. The longest gap is reported for each phase:
 * ``clicks``: repeated clicks on the cached embedding (the click moves each time);
 * ``propagation`` (with ``--propagate-frames N``): a stack of N frames (the image drifting
   sideways) is opened, one cell clicked on frame 0, and the widget's Propagate runs forward
-  through it, writing each frame into the Labels layer as it arrives.
+  through it, writing each frame into the Labels layer as it arrives, the viewer standing on
+  frame ``--watch-frame`` (default 0, the prompted frame).
 
 The time the GUI thread spends in ``AnnotationSession.apply`` (writing a mask into the Labels
 layer, the only model-related step that has to run there) is reported too, since it is what
@@ -106,6 +107,12 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--propagate-frames", type=int, default=0, help="also time a propagation (0: skip)"
     )
+    parser.add_argument(
+        "--watch-frame",
+        type=int,
+        default=0,
+        help="the frame the viewer shows while propagating (0: the prompted frame)",
+    )
     args = parser.parse_args(argv)
     clicks_n = args.clicks or (5 if args.quick else 20)
 
@@ -198,10 +205,13 @@ def main(argv=None) -> None:
             controls = widget.propagation
             controls.refresh()
             controls.direction.value = "forward"
+            viewer.dims.set_current_step(0, args.watch_frame)
             probe.start()
             controls.propagate()
             wait_for(lambda: controls.worker is None)
-            report(record, "propagation", probe.stop(), frames=n, **fields)
+            report(
+                record, "propagation", probe.stop(), frames=n, watched=args.watch_frame, **fields
+            )
     finally:
         viewer.close()
 

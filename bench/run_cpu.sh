@@ -26,5 +26,8 @@ run "$ROOT/bench/responsiveness.py" --device cpu --model micro --micro-checkpoin
     --size 4096 --clicks 10 --out "$OUT/cpu-responsiveness.jsonl"
 run "$ROOT/bench/responsiveness.py" --device cpu --model tiny --size 1024 --clicks 3 \
     --propagate-frames 8 --out "$OUT/cpu-responsiveness-propagation.jsonl"
-run "$ROOT/bench/responsiveness.py" --device cpu --model micro --micro-checkpoint "$MICRO" \
-    --size 1024 --clicks 3 --propagate-frames 30 --out "$OUT/cpu-responsiveness-propagation.jsonl"
+for watch in 0 15; do  # the viewer on the prompted frame, then on one being filled
+    run "$ROOT/bench/responsiveness.py" --device cpu --model micro --micro-checkpoint "$MICRO" \
+        --size 1024 --clicks 3 --propagate-frames 30 --watch-frame $watch \
+        --out "$OUT/cpu-responsiveness-propagation.jsonl"
+done
