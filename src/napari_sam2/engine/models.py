@@ -244,9 +244,10 @@ def build_model(
     The model is always the ``SAM2VideoPredictor`` class: it is a ``SAM2Base`` the image
     predictor accepts too, so one set of weights in memory serves clicks and propagation.
     ``compile`` (CUDA only) builds sam2's VOS-optimised subclass, whose image encoder, memory
-    parts and mask decoder are ``torch.compile``'d: faster tracking once compiled, but the
-    first use of every new input shape (model load, a new number of clicks) compiles for
-    minutes. For long propagations and batches, not for clicking.
+    parts and mask decoder are ``torch.compile``'d; the first use of every new input shape
+    (model load, a new number of clicks) compiles for minutes. Known to fail with torch 2.11
+    (H100): the first tracked frame of the load's warm-up stops with "accessing tensor output
+    of CUDAGraphs that has been overwritten" (docs/performance.md, Optional speed-ups).
     """
     from hydra.utils import instantiate
     from omegaconf import OmegaConf

@@ -28,7 +28,7 @@ class Segmenter:
     Coordinates are napari's: points are (row, col), a box is (min_row, min_col, max_row,
     max_col). ``device=None`` picks CUDA, then MPS, then CPU; ``checkpoint`` loads a local file
     with the architecture of ``model``. ``compile=True`` (CUDA) uses sam2's torch.compile'd
-    video predictor: see ``build_model``; loading then takes minutes.
+    video predictor: see ``build_model`` (loading takes minutes, and with torch 2.11 it fails).
     """
 
     def __init__(
