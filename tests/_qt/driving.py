@@ -1,5 +1,7 @@
 """Steps a user takes with the widget, shared by the widget tests."""
 
+import contextlib
+
 import numpy as np
 
 WIDGET = ("napari-sam2", "Segment with SAM2")
@@ -23,3 +25,20 @@ def expected_mask(widget, plane, layer, **prompt) -> np.ndarray:
 def settle(widget, qtbot, timeout: int = 30_000) -> None:
     """Wait until every prompt change has been segmented and written."""
     qtbot.waitUntil(lambda: not widget._busy and widget.session.request() is None, timeout=timeout)
+
+
+@contextlib.contextmanager
+def calls_of(obj, name: str, note):
+    """While inside, each call of ``obj.<name>`` first appends ``note()`` to the yielded list."""
+    original = getattr(obj, name)
+    seen: list = []
+
+    def recording(*args, **kwargs):
+        seen.append(note())
+        return original(*args, **kwargs)
+
+    setattr(obj, name, recording)
+    try:
+        yield seen
+    finally:
+        delattr(obj, name)

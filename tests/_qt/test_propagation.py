@@ -7,7 +7,7 @@ import pytest
 
 from napari_sam2.engine.video import write_labels
 
-from .driving import settle, start
+from .driving import calls_of, settle, start
 
 
 @pytest.fixture
@@ -199,19 +199,12 @@ def test_pressing_propagate_leaves_the_model_to_the_worker(viewer_widget, stack,
     session = start(widget, viewer.add_image(stack))
     session.points_layer.add([[0, 15, 16]])
     settle(widget, qtbot)
-    model = session.segmenter.model
-    encoded_in = []
-    encode = model.forward_image
 
-    def recording_encode(*args, **kwargs):
-        encoded_in.append(threading.current_thread() is threading.main_thread())
-        return encode(*args, **kwargs)
+    def in_gui_thread():
+        return threading.current_thread() is threading.main_thread()
 
-    model.forward_image = recording_encode
-    try:
+    with calls_of(session.segmenter.model, "forward_image", in_gui_thread) as encoded_in:
         propagate_and_wait(widget, qtbot)
-    finally:
-        del model.forward_image
     assert encoded_in and not any(encoded_in)
 
 
@@ -230,18 +223,8 @@ def test_only_the_shown_frame_is_redrawn_while_propagating(viewer_widget, stack,
     settle(widget, qtbot)
     viewer.dims.set_current_step(0, shown)
     labels = session.labels_layer
-    redrawn_at = []
-    refresh = labels.refresh
-
-    def recording_refresh(*args, **kwargs):
-        redrawn_at.append(viewer.dims.current_step[0])
-        return refresh(*args, **kwargs)
-
-    labels.refresh = recording_refresh
-    try:
+    with calls_of(labels, "refresh", lambda: viewer.dims.current_step[0]) as redrawn_at:
         propagate_and_wait(widget, qtbot)
-    finally:
-        del labels.refresh
     assert redrawn_at == [shown]  # 6 frames written, one of them on screen
     for t in range(len(stack)):
         viewer.dims.set_current_step(0, t)
@@ -258,13 +241,8 @@ def test_a_shown_frame_that_does_not_change_is_not_redrawn(viewer_widget, stack,
     labels = session.labels_layer
     mask = np.zeros((1, 32, 32), bool)
     mask[0, 5:9, 5:9] = True
-    redraws = []
-    refresh = labels.refresh
-    labels.refresh = lambda *a, **k: (redraws.append(1), refresh(*a, **k))
-    try:
+    with calls_of(labels, "refresh", lambda: 3) as redraws:
         propagation.write(3, [7], mask)  # new pixels on the shown frame: redrawn
         propagation.write(3, [7], mask)  # the same again: nothing to redraw
-    finally:
-        del labels.refresh
     assert len(redraws) == 1
     assert (labels._slice.image.raw[5:9, 5:9] == 7).all()

@@ -84,15 +84,11 @@ class Normalization:
     def apply(self, values: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """float32 values in [0, 1] (NaN → 0); a torch tensor stays on its device."""
         if isinstance(values, torch.Tensor):
-            low, span = (
-                (self.low[0], self.high[0] - self.low[0])
-                if len(self.low) == 1
-                else (
-                    torch.tensor(self.low, device=values.device),
-                    torch.tensor(self.high, device=values.device)
-                    - torch.tensor(self.low, device=values.device),
-                )
-            )
+            if len(self.low) == 1:  # plain numbers: nothing to copy to the device
+                low, span = self.low[0], self.high[0] - self.low[0]
+            else:
+                low = torch.tensor(self.low, device=values.device)
+                span = torch.tensor(self.high, device=values.device) - low
             out = (values.to(torch.float32) - low) / span
             return out.nan_to_num_(nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
         low = np.asarray(self.low, dtype=np.float32)

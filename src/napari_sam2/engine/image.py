@@ -101,8 +101,8 @@ class ImageSession:
                 sam.get("mask_input"),
                 normalize_coords=True,
             )
-            features, hw = self._cache[self.key]
             if box is None and mask_input is None:
+                features, hw = self._cache[self.key]
                 mask, score = self._decode_clicks(
                     features["image_embed"], *features["high_res_feats"], coords, labels,
                     multimask, hw,

@@ -44,10 +44,8 @@ def write_object(
     new = np.zeros(current.shape, bool) if mask is None else mask[rows, cols]
     allowed = ~mine if overwrite else current == 0
     add = new & allowed
-    edits = [(add, object_id)]
-    if previous is not None:
-        edits.insert(0, (previous[rows, cols] & mine & ~new, 0))
-    edits = [(pixels, value) for pixels, value in edits if pixels.any()]
+    removed = np.zeros_like(new) if previous is None else previous[rows, cols] & mine & ~new
+    edits = [(pixels, value) for pixels, value in ((removed, 0), (add, object_id)) if pixels.any()]
     with labels_layer.block_history():
         for n, (pixels, value) in enumerate(edits, start=1):
             r, c = np.nonzero(pixels)

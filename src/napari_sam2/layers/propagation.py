@@ -182,17 +182,16 @@ class LayerPropagation:
         index = plane.labels_index()
         shown = self._shown(plane)
         data = labels.data
-        if isinstance(data, np.ndarray):
-            # Painted in place: only the changed pixels are written. Copying the plane and
-            # writing it back touched every page of a frame, which on a fresh labels array
-            # first has to be allocated (about 10 ms per 1024² frame in the GUI thread).
-            region = data[index]
-            before = region.copy() if shown else None
-            paint_objects(region, object_ids, masks, annotation.overwrite)
-        else:  # zarr, dask...: read, paint and write back the frame in one assignment
-            region = np.array(data[index])
-            before = region.copy() if shown else None
-            data[index] = paint_objects(region, object_ids, masks, annotation.overwrite)
+        # A numpy frame is painted in place: only the changed pixels are written. Copying the
+        # plane and writing it back touched every page of a frame, which on a fresh labels
+        # array first has to be allocated (about 10 ms per 1024² frame in the GUI thread).
+        # zarr, dask...: the frame is read, painted and written back in one assignment.
+        in_place = isinstance(data, np.ndarray)
+        region = data[index] if in_place else np.array(data[index])
+        before = region.copy() if shown else None
+        paint_objects(region, object_ids, masks, annotation.overwrite)
+        if not in_place:
+            data[index] = region
         for object_id in object_ids:
             annotation.record_written(plane, object_id, region == object_id)
         if shown and not np.array_equal(before, region):  # the prompted frame often is not
