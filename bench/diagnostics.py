@@ -14,11 +14,15 @@
 * ``pipeline``: the engine's frames/s with one frame reader instead of four, or a shorter
   thread switch interval, against the official loop, in one process. (At commit 8a0d26b it
   also measured encoding the next batch in a background thread: no gain, since removed.)
+* ``encoder``: the image encoder alone (random weights, bfloat16 autocast as the engine runs
+  it) per frame, eager and ``torch.compile``'d (inductor's default mode, static shapes), for
+  one image and for a batch of 8, with the time each shape takes to compile.
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python bench/diagnostics.py viewer
     python bench/diagnostics.py threads
     python bench/diagnostics.py propagation --device cuda --frames 200
     python bench/diagnostics.py pipeline --device cuda --frames 300
+    python bench/diagnostics.py encoder --model sam2.1_hiera_tiny
 """
 
 from __future__ import annotations
@@ -325,6 +329,45 @@ def pipeline() -> None:
             print(f"round {round_}: official (frames preloaded): {fps:.1f} frames/s", flush=True)
 
 
+def encoder() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("check")
+    parser.add_argument("--model", default="sam2.1_hiera_tiny")
+    args = parser.parse_args()
+    import torch
+    from propagation import build
+
+    from napari_sam2.engine.models import inference_context
+
+    device = torch.device("cuda")
+    encode = build(args.model, None, "cuda").image_encoder.forward
+    compiled = torch.compile(encode, fullgraph=True, dynamic=False)
+
+    def per_frame_ms(fn, images, repeats: int = 20) -> float:
+        for _ in range(3):
+            fn(images)
+        _synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn(images)
+        _synchronize()
+        return (time.perf_counter() - start) / repeats / len(images) * 1000
+
+    print(f"{args.model}, {torch.cuda.get_device_name()}, bfloat16 autocast, ms per frame")
+    with inference_context(device):
+        for batch in (1, 8):
+            images = torch.rand(batch, 3, 1024, 1024, device=device)
+            start = time.perf_counter()
+            compiled(images)
+            _synchronize()
+            compile_s = time.perf_counter() - start
+            eager_ms, compiled_ms = per_frame_ms(encode, images), per_frame_ms(compiled, images)
+            print(
+                f"batch {batch}: eager {eager_ms:.2f}, compiled {compiled_ms:.2f} "
+                f"({compiled_ms / eager_ms:.2f}x), compiling took {compile_s:.0f} s"
+            )
+
+
 def main() -> None:
     checks = {
         "threads": threads,
@@ -332,6 +375,7 @@ def main() -> None:
         "write": write,
         "propagation": propagation,
         "pipeline": pipeline,
+        "encoder": encoder,
     }
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("check", choices=tuple(checks))

@@ -79,8 +79,8 @@ def frame_folder(source: Path, n: int, workdir: Path) -> Path:
 
 
 def build(name: str, checkpoint: str | None, device: str, compile: bool = False):
-    """The model as SAM2VideoPredictor (sam2's compiled VOS subclass with ``compile``);
-    random weights unless a checkpoint is given."""
+    """The model as SAM2VideoPredictor, random weights unless a checkpoint is given; with
+    ``compile``, its image encoder ``torch.compile``'d as ``Segmenter(compile=True)`` does."""
     import torch
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -94,10 +94,13 @@ def build(name: str, checkpoint: str | None, device: str, compile: bool = False)
     spec = models.model_spec(name)
     cfg = OmegaConf.merge(
         OmegaConf.load(models.config_path(spec)),
-        OmegaConf.from_dotlist(models.config_overrides(compile)),
+        OmegaConf.from_dotlist(models.config_overrides()),
     )
     torch.manual_seed(0)
-    return instantiate(cfg.model, _recursive_=True).to(device).eval()
+    model = instantiate(cfg.model, _recursive_=True).to(device).eval()
+    if compile:
+        models.compile_image_encoder(model)
+    return model
 
 
 class PeakSampler:
@@ -142,7 +145,8 @@ def one_run(args) -> dict:
             return torch.inference_mode()
 
         video.inference_context = inference_context
-    model = build(args.model, args.checkpoint, args.device, args.compile)
+    compiled = args.engine == "ours-compiled"
+    model = build(args.model, args.checkpoint, args.device, compiled)
     start = time.perf_counter()
     if not args.cold:
         warm_up(model)
@@ -161,7 +165,7 @@ def one_run(args) -> dict:
     with PeakSampler() as rss:
         start = time.perf_counter()
         if args.engine.startswith("ours"):
-            graphs = args.engine == "ours"
+            graphs = args.engine != "ours-no-cuda-graphs"
             session = PropagationSession(model, frame_source_for(data), cuda_graphs=graphs)
             session.add_prompts({0: {1: dict(points=[click])}})
             for _frame, _ids, found in session.propagate("forward"):
@@ -195,7 +199,7 @@ def one_run(args) -> dict:
         "frames": n,
         "warm": not args.cold,
         "warm_up_s": round(warm_up_s, 3),
-        "compiled": args.compile,
+        "compiled": compiled,
         "precision": args.precision if device.type == "cuda" else "float32",
         "frame_shape": [height, width],
         "mask_shape": list(masks.shape),
@@ -225,8 +229,9 @@ def main() -> None:
         "--engines",
         nargs="+",
         default=["ours", "official"],
-        choices=("ours", "ours-no-cuda-graphs", "official"),
-        help="ours-no-cuda-graphs: the engine with cuda_graphs=False",
+        choices=("ours", "ours-no-cuda-graphs", "ours-compiled", "official"),
+        help="ours-no-cuda-graphs: the engine with cuda_graphs=False; ours-compiled: with its "
+        "image encoder torch.compile'd (compiles in the warm-up)",
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
@@ -238,11 +243,6 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--cold", action="store_true", help="no warm-up before the clock")
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="sam2's torch.compile'd VOS predictor for both engines (compiles in the warm-up)",
-    )
     parser.add_argument(
         "--precision",
         choices=("bfloat16", "float32"),
@@ -285,8 +285,6 @@ def main() -> None:
                     if args.cold:
                         command.append("--cold")
                     command += ["--precision", args.precision]
-                    if args.compile:
-                        command.append("--compile")
                     proc = subprocess.run(command, capture_output=True, text=True)
                     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
                     if proc.returncode or not lines:
@@ -317,7 +315,7 @@ def main() -> None:
         line = json.dumps(
             {"summary": True, "engine": engine, "frames": n, "runs": len(rows)}
             | {"precision": args.precision if args.device.startswith("cuda") else "float32"}
-            | {"warm": not args.cold, "compiled": args.compile}
+            | {"warm": not args.cold}
             | {f"median_{k}": v for k, v in median.items()}
         )
         print(line, flush=True)

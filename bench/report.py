@@ -128,6 +128,7 @@ def napari_table(lines: list[dict], device: str = "cpu") -> str:
     rows = interactive_rows(lines, device)
     head = (
         "| model | weights | mask (share of image) | widget: click → Labels (ms) "
+        "| session: click → Labels (ms) | session: click → drawn (ms) "
         "| engine click alone (ms) | apply, GUI thread (ms) | redraw after apply (ms) "
         "| load average |"
     )
@@ -145,6 +146,8 @@ def napari_table(lines: list[dict], device: str = "cpu") -> str:
                     key[2],
                     f"{100 * share['value']:.0f} %" if share else "–",
                     cell(row, "click_to_labels_total/ours/widget", 1, True, True),
+                    cell(row, "click_to_labels_total/ours/session", 1, True),
+                    cell(row, "click_to_labels_drawn/ours/session", 1, True),
                     cell(row, "click/ours", 1, True, True),
                     cell(row, "click_to_labels_apply/ours/session", 1, True),
                     cell(row, "events_after_apply/ours/session", 1, True),
@@ -383,9 +386,11 @@ def main(argv=None) -> None:
         ):
             print(f"\n### interactive, {device}\n")
             print(interactive_table(lines, device))
-            if device == "cpu":
-                print("\n### napari, cpu\n")
-                print(napari_table(lines))
+            if any(
+                line.get("path") == "widget" and line.get("device") == device for line in lines
+            ):
+                print(f"\n### napari, {device}\n")
+                print(napari_table(lines, device))
             if any(line.get("path") == "viewer-model" for line in lines):
                 print(f"\n### napari ViewerModel, {device}\n")
                 print(viewer_model_table(lines, device))

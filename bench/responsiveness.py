@@ -28,7 +28,11 @@ Example::
 
 from __future__ import annotations
 
+import collections
+import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import (
@@ -42,28 +46,60 @@ from _common import (
 
 PROBE_MS = 5
 TARGET_MS = 50
+SAMPLE_MS = 10
+SAMPLE_AFTER_MS = 30
 
 
 class StallProbe:
-    """A fast QTimer in the GUI thread recording the gaps between its ticks."""
+    """A fast QTimer in the GUI thread recording the gaps between its ticks.
+
+    While a gap is under way past ``SAMPLE_AFTER_MS``, a thread samples the GUI thread's Python
+    stack every ``SAMPLE_MS``: the most frequent stacks say what the stalls were made of.
+    """
 
     def __init__(self):
         from qtpy.QtCore import QTimer
 
         self.ticks: list[float] = []
+        self.stacks: collections.Counter = collections.Counter()
         self.timer = QTimer()
         self.timer.setInterval(PROBE_MS)
         self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+        self._gui = threading.get_ident()
+        self._stop = threading.Event()
+        self._sampler: threading.Thread | None = None
 
     def start(self) -> None:
         self.ticks = [time.perf_counter()]
+        self.stacks.clear()
         self.timer.start()
+        self._stop.clear()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
 
     def stop(self) -> np.ndarray:
         """Gaps in ms between consecutive ticks since ``start`` (the last one up to now)."""
         self.timer.stop()
+        self._stop.set()
+        self._sampler.join()
         ticks = np.array([*self.ticks, time.perf_counter()])
         return np.diff(ticks) * 1000
+
+    def top_stacks(self, n: int = 3) -> list[list]:
+        """[samples, stack] of the ``n`` most sampled stacks (one sample ≈ SAMPLE_MS)."""
+        return [[count, stack] for stack, count in self.stacks.most_common(n)]
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_MS / 1000):
+            if (time.perf_counter() - self.ticks[-1]) * 1000 < SAMPLE_AFTER_MS:
+                continue
+            frame = sys._current_frames().get(self._gui)
+            calls = []
+            while frame is not None and len(calls) < 5:
+                code = frame.f_code
+                calls.append(f"{Path(code.co_filename).name}:{code.co_name}:{frame.f_lineno}")
+                frame = frame.f_back
+            self.stacks[" < ".join(calls) or "(outside Python: Qt, drawing)"] += 1
 
 
 def wait_for(condition, timeout_s: float = 600, fail: bool = True) -> None:
@@ -83,7 +119,8 @@ def wait_for(condition, timeout_s: float = 600, fail: bool = True) -> None:
         raise RuntimeError(f"gave up waiting after {timeout_s} s")
 
 
-def report(record, phase: str, gaps: np.ndarray, **fields) -> None:
+def report(record, phase: str, probe: StallProbe, **fields) -> None:
+    gaps = probe.stop()
     record(
         "event_loop_max_stall",
         round(float(gaps.max()), 1),
@@ -94,6 +131,7 @@ def report(record, phase: str, gaps: np.ndarray, **fields) -> None:
         ticks=len(gaps),
         duration_s=round(float(gaps.sum()) / 1000, 2),
         target_ms=TARGET_MS,
+        stall_stacks=probe.top_stacks(),
         **fields,
     )
 
@@ -151,14 +189,14 @@ def main(argv=None) -> None:
         # Baseline: the same probe while nothing runs (drawing and other processes' load).
         probe.start()
         wait_for(lambda: False, timeout_s=args.idle_s, fail=False)
-        report(record, "idle", probe.stop(), model=name, device=device.type, size=args.size)
+        report(record, "idle", probe, model=name, device=device.type, size=args.size)
         with checkpoint_for(name, args.micro_checkpoint) as (path, weights):
             fields = dict(model=name, device=device.type, size=args.size, weights=weights)
             widget.checkpoint.value = path
             probe.start()
             widget.load_model()
             wait_for(lambda: widget.session.segmenter is not None)
-            report(record, "load", probe.stop(), **fields)
+            report(record, "load", probe, **fields)
 
         widget.image.value = layer
         widget.start()
@@ -172,13 +210,13 @@ def main(argv=None) -> None:
 
         probe.start()
         click(0)
-        report(record, "first_click", probe.stop(), **fields)
+        report(record, "first_click", probe, **fields)
         first_apply = apply_ms[-1]
 
         probe.start()
         for i in range(1, clicks_n + 1):
             click(i)
-        report(record, "clicks", probe.stop(), clicks=clicks_n, **fields)
+        report(record, "clicks", probe, clicks=clicks_n, **fields)
         record("gui_thread_apply", round(first_apply, 1), "ms", phase="first_click", **fields)
         record(
             "gui_thread_apply",
@@ -209,9 +247,7 @@ def main(argv=None) -> None:
             probe.start()
             controls.propagate()
             wait_for(lambda: controls.worker is None)
-            report(
-                record, "propagation", probe.stop(), frames=n, watched=args.watch_frame, **fields
-            )
+            report(record, "propagation", probe, frames=n, watched=args.watch_frame, **fields)
     finally:
         viewer.close()
 

@@ -11,8 +11,10 @@
 #   bash bench/run_gpu.sh propagation long         # some parts
 #
 # Parts: interactive, propagation (100 frames: bfloat16 with and without CUDA graphs, float32),
-# propagation-1000, long (10,000 frames, this engine only), napari (click → Labels layer in
-# napari's ViewerModel; needs napari's wheels), automatic, batch.
+# propagation-1000, long (10,000 frames, this engine only), compiled (100 frames, the engine
+# with its image encoder torch.compile'd beside the plain one and the official predictor),
+# napari (click → Labels layer in napari's ViewerModel; needs napari's wheels), automatic,
+# batch.
 # BENCH_DATA holds bedroom/ (JPEG frames)
 # and images/cars.jpg (default: ../shared/data).
 set -uo pipefail
@@ -21,7 +23,7 @@ ROOT=$(realpath "$(dirname "$0")/..")
 DATA=$(realpath "${BENCH_DATA:-$ROOT/../shared/data}")
 OUT=${OUT:-$PWD/bench-out}
 WHEELS=${WHEELS:-.whl}  # one or more folders of wheels, space-separated
-PARTS=${*:-interactive propagation propagation-1000 long napari automatic batch}
+PARTS=${*:-interactive propagation propagation-1000 long compiled napari automatic batch}
 mkdir -p "$OUT"
 
 wheels=()
@@ -64,6 +66,9 @@ for part in $PARTS; do
         propagation propagation-1000 450 --frames 1000 --runs 3 ;;
     long)
         propagation propagation-10000 560 --frames 10000 --runs 1 --engines ours ;;
+    compiled)  # each run compiles in its warm-up (inductor's cache shortens the later ones)
+        propagation propagation-100-compiled 400 --frames 100 --runs 2 \
+            --engines ours ours-compiled official ;;
     napari)  # napari's ViewerModel (no display there): click → Labels layer updated
         PYTHONPATH=$ROOT/bench/headless_site:$PYTHONPATH step interactive-viewer-model 300 \
             python3 "$ROOT/bench/interactive.py" --device cuda --napari model \

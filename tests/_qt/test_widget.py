@@ -246,3 +246,24 @@ def test_starting_on_another_image_keeps_the_first_images_layers(
     kept = viewer.layers["SAM2 labels (first)"]
     np.testing.assert_array_equal(kept.data, first_labels)
     assert len(viewer.layers["SAM2 points (first)"].data) == 1
+
+
+def test_only_clicks_that_embed_show_a_progress_bar(viewer_widget, qtbot):
+    """A click on the plane just segmented takes milliseconds: a progress bar in napari's
+    activity dock would cost the GUI thread more than the click."""
+    from napari.utils import progress
+
+    viewer, widget = viewer_widget
+    stack = (np.random.default_rng(2).random((2, 32, 32)) * 500).astype(np.uint16)
+    layer = viewer.add_image(stack)
+    session = start(widget, layer)
+    bars = []
+    progress._all_instances.events.changed.connect(lambda event: bars.extend(event.added))
+    for z, clicks in ((0, [(10, 12), (20, 22)]), (1, [(10, 12)])):
+        viewer.dims.set_current_step(0, z)
+        for row, col in clicks:
+            session.points_layer.add([[z, row, col]])
+            settle(widget, qtbot)
+    assert [bar.desc for bar in bars] == ["SAM2: segmenting"] * 2
+    assert session.segmenter.session.embeddings_computed == 2
+    assert (session.labels_layer.data[0] > 0).any() and (session.labels_layer.data[1] > 0).any()

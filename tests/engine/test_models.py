@@ -165,18 +165,27 @@ def test_compile_needs_cuda():
         Segmenter(models.MICRO_MODEL, device="cpu", compile=True)
 
 
-def test_compile_builds_sam2s_vos_predictor_and_encodes_one_frame_at_a_time():
-    """The compiled model is sam2's own VOS-optimised class (nothing compiles until it runs,
-    so it can be built here); propagation then keeps the encoder at one input shape."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
+def test_a_compiled_encoder_sees_one_image_or_full_batches():
+    """A compiled encoder compiles for a minute for each new input shape: prompts and clicks
+    give it one image, and propagation pads its last batch to full size. (A recording stand-in
+    replaces the encoder's forward, as compiling does; test_compiled_encoder.py compiles it on
+    CUDA.)"""
     from napari_sam2.engine.video import PropagationSession, frame_source_for
 
-    spec = models.MODELS[models.MICRO_MODEL]
-    overrides = OmegaConf.from_dotlist(models.config_overrides(compile=True))
-    cfg = OmegaConf.merge(OmegaConf.load(models.config_path(spec)), overrides)
-    compiled = instantiate(cfg.model, _recursive_=True).eval()
-    assert models.is_compiled(compiled)
-    session = PropagationSession(compiled, frame_source_for(np.zeros((3, 8, 8), np.uint8)))
-    assert session._features.batch_size == 1
+    model = models.build_model(models.MICRO_MODEL, device="cpu")
+    batches = []
+    eager = model.image_encoder.forward
+
+    def recording(images):
+        batches.append(len(images))
+        return eager(images)
+
+    model.image_encoder.forward = recording
+    assert models.is_compiled(model)
+    frames = np.zeros((11, 32, 32), np.uint8)
+    frames[:, 8:20, 8:20] = 200
+    with PropagationSession(model, frame_source_for(frames), batch_size=4) as session:
+        session.add_prompts({0: {1: dict(points=[(14, 14)])}})
+        tracked = [frame for frame, _ids, _masks in session.propagate("forward")]
+    assert tracked == list(range(11))
+    assert set(batches) == {1, 4}

@@ -132,9 +132,9 @@ class GraphedCall:
 def tracking_graphs(model: torch.nn.Module, enabled: bool = True) -> Iterator[list[GraphedCall]]:
     """While inside, ``model`` (a sam2 ``SAM2Base`` on CUDA) tracks with CUDA graphs.
 
-    Yields the ``GraphedCall`` objects installed: none off CUDA, when disabled, when the parts
-    are already replaced (another thread's run uses graphs on this model, or sam2's compiled
-    predictor). On exit the model is as it was and the graphs are freed.
+    Yields the ``GraphedCall`` objects installed: none off CUDA, when disabled, or when another
+    thread's run already tracks with graphs on this model. On exit the model is as it was and
+    the graphs are freed.
     """
     installed: list[tuple[object, str, GraphedCall]] = []
     with _INSTALL_LOCK:

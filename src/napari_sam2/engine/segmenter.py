@@ -27,8 +27,8 @@ class Segmenter:
 
     Coordinates are napari's: points are (row, col), a box is (min_row, min_col, max_row,
     max_col). ``device=None`` picks CUDA, then MPS, then CPU; ``checkpoint`` loads a local file
-    with the architecture of ``model``. ``compile=True`` (CUDA) uses sam2's torch.compile'd
-    video predictor: see ``build_model`` (loading takes minutes, and with torch 2.11 it fails).
+    with the architecture of ``model``. ``compile=True`` (CUDA) ``torch.compile``s the image
+    encoder for propagation: loading then takes about a minute (``compile_image_encoder``).
     """
 
     def __init__(

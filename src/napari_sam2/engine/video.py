@@ -192,13 +192,15 @@ class _SharedFeatures:
     (batching helps on a GPU, where the encoder does not depend on the tracking memory).
     Frames are forgotten once tracking has moved past them. (Encoding the next batch in a
     background thread while one is tracked was measured, and gained nothing: both halves are
-    bound by Python on the host; see ``bench/diagnostics.py pipeline``.)
+    bound by Python on the host; see ``bench/diagnostics.py pipeline``.) A compiled encoder
+    gets every batch padded to full size: each new input shape would compile for a minute.
     """
 
     def __init__(self, model, frames: ModelFrames, batch_size: int):
         self.model = model
         self.frames = frames
         self.batch_size = batch_size
+        self.pad = is_compiled(model)
         self._store: dict[int, tuple[torch.Tensor, dict]] = {}
 
     def get(self, index: int, step: int, last: int) -> tuple[torch.Tensor, dict]:
@@ -207,6 +209,9 @@ class _SharedFeatures:
             batch = list(range(index, last + step, step))[: self.batch_size]
             device = self.model.device
             images = torch.stack([self.frames[i] for i in batch]).to(device).float()
+            missing = self.batch_size - len(batch)
+            if self.pad and missing:
+                images = torch.cat([images, images[-1:].expand(missing, -1, -1, -1)])
             out = self.model.forward_image(images)
             for k, i in enumerate(batch):
                 self._store[i] = (
@@ -291,8 +296,7 @@ class PropagationSession:
         self.cuda_graphs = cuda_graphs
         on_gpu = self.device.type == "cuda"
         if batch_size is None:
-            # A compiled encoder recompiles for every new batch size: keep it at one.
-            batch_size = 8 if on_gpu and not is_compiled(model) else 1
+            batch_size = 8 if on_gpu else 1
         ahead = 2 * batch_size if on_gpu else 2
         self.frames = ModelFrames(
             source,
