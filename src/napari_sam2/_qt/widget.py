@@ -222,8 +222,8 @@ class SAM2Widget(Container):
         # A click on the plane the last one segmented uses its cached embedding and takes
         # milliseconds: no progress bar then, since adding one to napari's activity dock costs
         # the GUI thread more than the click (bench/responsiveness.py: 40-90 ms per 10 clicks).
-        embedded = (
-            self.session.segmenter,
+        embedded = (  # ids, not objects: an old model or image must not be kept alive here
+            id(self.session.segmenter),
             id(request.data),
             request.plane.key,
             request.channels,
