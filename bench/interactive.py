@@ -326,13 +326,6 @@ def main(argv=None) -> None:
     parser.add_argument("--click-repeats", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="the image encoder torch.compile'd (Segmenter(compile=True); the load compiles "
-        "it; the official predictor shares the model, so its encoder too); give one dtype, a "
-        "second would compile again",
-    )
-    parser.add_argument(
         "--napari",
         choices=["auto", "on", "model", "off"],
         default="auto",
@@ -370,7 +363,7 @@ def main(argv=None) -> None:
         name = MODEL_NAMES[short]
         with checkpoint_for(name, args.micro_checkpoint) as (path, weights):
             start = time.perf_counter()
-            seg = Segmenter(name, device=device, checkpoint=path, compile=args.compile)
+            seg = Segmenter(name, device=device, checkpoint=path)
             sync(device)
             load_s = time.perf_counter() - start
         fields = dict(
@@ -379,7 +372,6 @@ def main(argv=None) -> None:
             size=args.size,
             weights=weights,
             parameters=seg.info["parameters"],
-            compiled=args.compile,
         )
         record("load", round(load_s * 1000, 1), "ms", impl="ours", dtype="float32", **fields)
         for k, dtype in enumerate(dtypes):
