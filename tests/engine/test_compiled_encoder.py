@@ -15,6 +15,8 @@ from napari_sam2.engine import models
 from napari_sam2.engine.synthetic import synthetic_clip
 from napari_sam2.engine.video import write_labels
 
+from .masks import centre, iou
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 MICRO = Path(__file__).parents[2] / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
@@ -39,17 +41,6 @@ def clip():
     return synthetic_clip(30, (256, 256), n_cells=2, seed=3)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
-def inside(cell: np.ndarray) -> tuple[int, int]:
-    """A pixel of ``cell`` near its middle."""
-    pixels = np.argwhere(cell)
-    return tuple(pixels[np.argmin(((pixels - pixels.mean(0)) ** 2).sum(1))])
-
-
 def test_clicks_match_the_plain_model_and_compile_nothing(segmenters, clip):
     frames, truth = clip
     graphs = compiled_graphs()
@@ -58,7 +49,7 @@ def test_clicks_match_the_plain_model_and_compile_nothing(segmenters, clip):
         masks[name] = []  # frame 0 twice: the second time from the embedding cache
         for t in (0, 7, 0):
             seg.set_image(frames[t])
-            masks[name].append(seg.predict(points=[inside(truth[t] == 1)]))
+            masks[name].append(seg.predict(points=[centre(truth[t] == 1)]))
     for n, t in enumerate((0, 7, 0)):
         assert iou(masks["compiled"][n], masks["plain"][n]) > 0.98, t
         assert iou(masks["compiled"][n], truth[t] == 1) > 0.7, t
@@ -71,7 +62,7 @@ def test_propagation_matches_the_plain_encoder_without_compiling_again(segmenter
     labels = {}
     for name, seg in zip(("plain", "compiled"), segmenters, strict=True):
         with seg.propagation_session(frames) as session:
-            session.add_prompts({0: {1: dict(points=[inside(truth[0] == 1)])}})
+            session.add_prompts({0: {1: dict(points=[centre(truth[0] == 1)])}})
             labels[name] = np.zeros(frames.shape, np.uint16)
             list(write_labels(session.propagate("forward"), labels[name]))
     for t in range(len(frames)):

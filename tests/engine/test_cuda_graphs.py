@@ -15,6 +15,8 @@ from napari_sam2.engine import models, video
 from napari_sam2.engine.cuda_graphs import GraphedCall, tracking_graphs
 from napari_sam2.engine.video import PropagationSession, frame_source_for, write_labels
 
+from .masks import centre, iou
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 MICRO = Path(__file__).parents[2] / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
@@ -41,11 +43,6 @@ def track(model, frames, prompts, cuda_graphs: bool) -> np.ndarray:
     list(write_labels(session.propagate("both"), labels))
     session.close()
     return labels
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def test_tracking_with_cuda_graphs_gives_the_masks_of_plain_tracking(model, clip):
@@ -94,8 +91,6 @@ def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 def test_clicks_replayed_as_graphs_give_the_official_predictors_masks():
     """Clicks on two images in turn, in bfloat16 as the plugin runs: once graphs replay,
     each mask is still the one sam2's own ``predict`` ranks first on *that* image."""
-    from scipy.ndimage import distance_transform_edt
-
     from napari_sam2 import Segmenter
     from napari_sam2.engine.synthetic import synthetic_cells
 
@@ -103,10 +98,7 @@ def test_clicks_replayed_as_graphs_give_the_official_predictors_masks():
     scenes = []
     for seed in (1, 2):
         image, labels = synthetic_cells((256, 320), n_cells=6, seed=seed)
-        inside = [
-            np.unravel_index(np.argmax(distance_transform_edt(labels == k)), labels.shape)
-            for k in (1, 2, 3)
-        ]
+        inside = [centre(labels == k) for k in (1, 2, 3)]
         scenes.append((image, [inside[:1], inside[:2], inside]))  # 1, 2 and 3 clicks
     for _ in range(4):  # the third call of a kind records its graph, later ones replay it
         for image, clicks in scenes:

@@ -23,6 +23,8 @@ from napari_sam2.engine.video import (
     write_labels,
 )
 
+from .masks import centre, iou
+
 H = W = 64
 
 
@@ -264,24 +266,11 @@ needs_micro = pytest.mark.skipif(
 )
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
 @pytest.fixture(scope="module")
 def micro():
     from napari_sam2 import Segmenter
 
     return Segmenter(models.MICRO_MODEL, device="cpu", checkpoint=MICRO)
-
-
-def centre(mask: np.ndarray) -> tuple[float, float]:
-    """A pixel well inside ``mask`` (the one farthest from its border)."""
-    from scipy.ndimage import distance_transform_edt
-
-    dist = distance_transform_edt(mask)
-    return tuple(float(v) for v in np.unravel_index(np.argmax(dist), mask.shape))
 
 
 @needs_micro
