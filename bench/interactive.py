@@ -4,8 +4,8 @@ For each model and precision, in one process and interleaved so that both see th
 load, this measures
 
 * ``load``: building the model from its config and loading a checkpoint onto the device;
-* ``embed``: ``Segmenter.set_image`` of a new 1024² uint16 image (content hash, stack-wide
-  normalisation, image encoder), against the official ``SAM2ImagePredictor.set_image`` of the
+* ``embed``: ``Segmenter.set_image`` of a new 1024² uint16 image (content hash, percentiles,
+  normalisation and resize on the device, image encoder), against the official ``SAM2ImagePredictor.set_image`` of the
   same pixels already normalised to float RGB;
 * ``click``: ``Segmenter.predict`` of one click on the cached embedding, against the official
   ``SAM2ImagePredictor.predict`` of the same click (three masks, the best kept by both);
@@ -61,15 +61,16 @@ def variant(image: np.ndarray, i: int) -> np.ndarray:
 
 
 def bench_preprocessing(image, device, repeats, record, fields) -> None:
-    """The engine's work before the image encoder: content hash, percentiles, normalisation."""
-    from napari_sam2.engine.frames import Normalization, to_model_frame
+    """The engine's work before the image encoder: content hash, percentiles, and the
+    encoder's input prepared on the device (copy, normalisation, resize, standardisation)."""
+    from napari_sam2.engine.frames import Normalization, model_input
     from napari_sam2.engine.image import plane_fingerprint
 
     norm = Normalization.for_data(image)
     steps = {
         "hash": lambda i: plane_fingerprint(variant(image, i)),
         "percentiles": lambda i: Normalization.for_data(variant(image, i)),
-        "normalise": lambda i: to_model_frame(variant(image, i), norm),
+        "normalise": lambda i: model_input(variant(image, i), norm, 1024, device),
         "roll": lambda i: variant(image, i),  # the benchmark's own cost, to subtract
     }
     for step, (seconds, cpu) in interleaved(steps, device, repeats, 1).items():

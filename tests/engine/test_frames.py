@@ -23,6 +23,19 @@ def test_uint16_is_scaled_by_percentiles_not_full_range():
     assert np.median(frame) > 0.3  # with 0-65535 scaling it would be ~0.01
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32])
+def test_default_limits_are_numpys_percentiles(dtype):
+    """8- and 16-bit data take their percentiles from a histogram: the same values as
+    ``np.percentile`` (linear interpolation between ranks), including negative and odd counts."""
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else np.iinfo(np.int16)
+    image = rng.integers(info.min // 3, info.max // 5, (37, 41)).astype(dtype)
+    norm = Normalization.for_data(image)
+    low, high = np.percentile(image.astype(np.float64), [0.5, 99.8])
+    assert norm.low[0] == pytest.approx(low, abs=1e-9)
+    assert norm.high[0] == pytest.approx(high, abs=1e-9)
+
+
 def test_one_normalisation_for_the_whole_stack():
     stack = np.stack([np.full((8, 8), v, np.uint16) for v in (100, 200, 300, 400)])
     stack[:, 0, 0] = 0

@@ -48,6 +48,28 @@ def test_all_prompt_kinds_are_accepted(random_segmenter, gray_image):
         assert mask.shape == gray_image.shape
 
 
+def test_embedding_is_the_official_predictors(random_segmenter, gray_image):
+    """The engine prepares the encoder's input with torch (on the GPU there) and runs the
+    encoder itself: its features must be those of SAM2's ``set_image`` on the same frame."""
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    seg = random_segmenter
+    seg.set_image(gray_image)
+    ours, hw = seg.session.embedding()
+    official = SAM2ImagePredictor(seg.model)
+    with torch.inference_mode():
+        official.set_image(seg.current_frame())
+    assert hw == official._orig_hw[0] == gray_image.shape
+    theirs = official._features
+    for a, b in zip(
+        [ours["image_embed"], *ours["high_res_feats"]],
+        [theirs["image_embed"], *theirs["high_res_feats"]],
+        strict=True,
+    ):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize(
     "points, labels, box",
     [([(40, 60)], [1], None), (None, None, (10, 20, 60, 90)), ([(30, 50), (5, 5)], [1, 0], None)],

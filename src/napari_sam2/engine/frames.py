@@ -15,12 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import SAM2Error
 
 # SAM2 resizes every frame to 1024²; planes larger than this are block-averaged first so a huge
 # image never becomes a huge float copy.
 MAX_MODEL_SIDE = 2048
+# The standardisation sam2 applies to its [0, 1] RGB input (ImageNet statistics).
+_IMAGE_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+_IMAGE_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,17 @@ class Normalization:
             slice(None, None, step) if ax >= data.ndim - 2 else slice(None)
             for ax in range(data.ndim)
         )
-        sample = np.asarray(data[index], dtype=np.float64)
-        finite = sample[np.isfinite(sample)]
-        if finite.size == 0:
-            raise SAM2Error("The image has no finite pixel values (all NaN or inf).")
-        low, high = np.percentile(finite, [lower, upper])
+        sample = np.asarray(data[index])
+        if sample.dtype.kind in "iub" and sample.dtype.itemsize <= 2:
+            low, high, least, most = _small_integer_percentiles(sample, lower, upper)
+        else:
+            finite = sample[np.isfinite(sample)].astype(np.float64)
+            if finite.size == 0:
+                raise SAM2Error("The image has no finite pixel values (all NaN or inf).")
+            low, high = np.percentile(finite, [lower, upper])
+            least, most = finite.min(), finite.max()
         if high <= low:
-            low, high = float(finite.min()), float(finite.max())
+            low, high = least, most
         if high <= low:
             high = low + 1.0
         return cls((float(low),), (float(high),))
@@ -96,6 +104,26 @@ class Normalization:
         out = (values.astype(np.float32, copy=False) - low) / span
         np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
         return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _small_integer_percentiles(sample: np.ndarray, lower: float, upper: float) -> tuple:
+    """``np.percentile``'s two values (linear interpolation), the minimum and the maximum of
+    8- or 16-bit integers, from a histogram: 5× faster than sorting on a 1024² plane."""
+    values = sample.ravel()
+    offset = int(values.min())
+    cumulative = np.cumsum(np.bincount(values.astype(np.int32) - offset))
+    n = cumulative[-1]
+
+    def order_statistic(k: int) -> int:  # the k-th smallest value (k from 0)
+        return int(np.searchsorted(cumulative, k, side="right")) + offset
+
+    found = []
+    for q in (lower, upper):
+        position = q / 100 * (n - 1)
+        k = int(position)
+        below, above = order_statistic(k), order_statistic(min(k + 1, n - 1))
+        found.append(below + (position - k) * (above - below))
+    return found[0], found[1], offset, offset + len(cumulative) - 1
 
 
 def read_frame(data, index: int, frame_axis: int) -> np.ndarray:
@@ -164,6 +192,28 @@ def to_model_frame(plane: np.ndarray, normalization: Normalization) -> np.ndarra
     """Normalised (h, w, 3) float32 frame, shrunk by ``shrink_factor`` if the plane is huge."""
     frame = to_rgb(normalization.apply(np.asarray(shrink(plane))))
     return np.ascontiguousarray(frame, dtype=np.float32)
+
+
+def model_input(
+    plane: np.ndarray, normalization: Normalization, image_size: int, device: torch.device
+) -> torch.Tensor:
+    """The (3, S, S) float32 tensor on ``device`` that SAM2's image encoder reads.
+
+    The plane is shrunk if huge, then its raw pixels are copied to ``device``, which does all
+    the float work: normalisation, RGB, sam2's antialiased bilinear resize to S² and its
+    standardisation. On a GPU that takes a fraction of a millisecond where the same steps on
+    the host take tens.
+    """
+    frame = to_rgb(normalization.apply(to_tensor(shrink(plane)).to(device)))
+    frame = F.interpolate(
+        frame.permute(2, 0, 1)[None],
+        size=(image_size, image_size),
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
+    )
+    mean, std = _IMAGE_MEAN.to(frame.device), _IMAGE_STD.to(frame.device)
+    return ((frame[0] - mean) / std).contiguous()
 
 
 def to_tensor(plane: np.ndarray) -> torch.Tensor:

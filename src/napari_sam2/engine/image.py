@@ -50,18 +50,18 @@ class ImageSession:
     def is_cached(self, key: Hashable) -> bool:
         return key in self._cache
 
-    def set_frame(self, frame: np.ndarray | None, key: Hashable) -> None:
-        """Make ``frame`` ((h, w, 3) float32 in [0, 1]) current, embedding it unless cached.
+    def set_frame(self, frame: torch.Tensor | None, hw: tuple[int, int], key: Hashable) -> None:
+        """Make a frame current, embedding it unless ``key`` is cached.
 
-        ``frame`` may be None when ``key`` is cached, so callers can skip preparing it.
+        ``frame`` is the encoder's input (``frames.model_input``) of an (h, w) frame; it may be
+        None when ``key`` is cached, so callers can skip preparing it.
         """
         if key in self._cache:
             self._cache.move_to_end(key)
             features, hw = self._cache[key]
         else:
             with inference_context(self.device):
-                self.predictor.set_image(frame)
-            features, hw = self.predictor._features, self.predictor._orig_hw[0]
+                features = self._embed(frame)
             self._cache[key] = (features, hw)
             self.embeddings_computed += 1
             while len(self._cache) > self.cache_size:
@@ -72,6 +72,19 @@ class ImageSession:
         self.predictor._orig_hw = [hw]
         self.predictor._is_image_set = True
         self.key = key
+
+    def _embed(self, frame: torch.Tensor) -> dict:
+        """The image features ``SAM2ImagePredictor.set_image`` computes, from a frame already
+        prepared on the device (``set_image`` takes a host array and prepares it on the CPU)."""
+        model = self.predictor.model
+        _, vision_feats, _, _ = model._prepare_backbone_features(model.forward_image(frame[None]))
+        if model.directly_add_no_mem_embed:
+            vision_feats[-1] = vision_feats[-1] + model.no_mem_embed
+        feats = [
+            feat.permute(1, 2, 0).view(1, -1, *size)
+            for feat, size in zip(vision_feats, self.predictor._bb_feat_sizes, strict=True)
+        ]
+        return {"image_embed": feats[-1], "high_res_feats": feats[:-1]}
 
     def embedding(self) -> tuple[dict, tuple[int, int]]:
         """The current frame's image features and its (h, w), as the predictor holds them.

@@ -11,7 +11,7 @@ import torch
 
 from .automatic import AutomaticOptions, Progress, iter_mask_proposals, paint_labels
 from .errors import SAM2Error
-from .frames import Normalization, select_channels, shrink_factor, to_model_frame
+from .frames import Normalization, model_input, select_channels, shrink_factor, to_model_frame
 from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
 from .prompts import PromptSet
@@ -94,9 +94,13 @@ class Segmenter:
         """
         plane = np.asarray(plane)
         key = (plane_fingerprint(plane), normalization)
+        factor = shrink_factor(plane.shape)
+        hw = (plane.shape[0] // factor, plane.shape[1] // factor)
         with self.lock:
-            cached = self.session.is_cached(key)
-            self.session.set_frame(None if cached else to_model_frame(plane, normalization), key)
+            frame = None
+            if not self.session.is_cached(key):
+                frame = model_input(plane, normalization, self.model.image_size, self.device)
+            self.session.set_frame(frame, hw, key)
             self._plane, self._normalization = plane, normalization
 
     def _geometry(self) -> tuple[tuple[int, int], int]:

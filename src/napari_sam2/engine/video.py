@@ -25,18 +25,14 @@ from unittest import mock
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .cuda_graphs import tracking_graphs
 from .errors import SAM2Error
-from .frames import FrameSource, shrink, to_rgb, to_tensor
+from .frames import FrameSource, model_input
 from .models import inference_context, is_compiled
 from .prompts import PromptSet
 
 DIRECTIONS = ("forward", "backward", "both")
-# The normalisation sam2 applies to its [0, 1] RGB input (ImageNet statistics).
-_IMAGE_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-_IMAGE_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 # init_state is patched while it runs (see ``_new_state``); one at a time.
 _INIT_LOCK = threading.Lock()
 
@@ -113,16 +109,11 @@ class ModelFrames:
         On a GPU the raw pixels are copied there and all float work runs there: the reader
         threads then only read, and hold Python's lock (which the tracking loop needs) briefly.
         """
-        plane = to_tensor(shrink(self.source.raw_plane(index))).to(self.device)
-        frame = to_rgb(self.source.normalization.apply(plane)).permute(2, 0, 1)[None]
-        size = (self.image_size, self.image_size)
-        frame = F.interpolate(
-            frame, size=size, mode="bilinear", align_corners=False, antialias=True
-        )
-        mean, std = _IMAGE_MEAN.to(frame.device), _IMAGE_STD.to(frame.device)
+        plane = self.source.raw_plane(index)
+        frame = model_input(plane, self.source.normalization, self.image_size, self.device)
         with self._lock:
             self.frames_prepared += 1
-        return ((frame[0] - mean) / std).contiguous()
+        return frame
 
     def __getitem__(self, index: int) -> torch.Tensor:
         index = int(index)
