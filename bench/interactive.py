@@ -5,8 +5,8 @@ load, this measures
 
 * ``load``: building the model from its config and loading a checkpoint onto the device;
 * ``embed``: ``Segmenter.set_image`` of a new 1024² uint16 image (content hash, percentiles,
-  normalisation and resize on the device, image encoder), against the official ``SAM2ImagePredictor.set_image`` of the
-  same pixels already normalised to float RGB;
+  normalisation and resize on the device, image encoder), against the official
+  ``SAM2ImagePredictor.set_image`` of the same pixels already normalised to float RGB;
 * ``click``: ``Segmenter.predict`` of one click on the cached embedding, against the official
   ``SAM2ImagePredictor.predict`` of the same click (three masks, the best kept by both);
 * with napari installed (``--napari``, the default where it is): click → Labels layer updated

@@ -4,7 +4,8 @@ A frame is (H, W, 3) float32 in [0, 1]. The same ``Normalization`` is applied to
 a stack (no per-frame min-max, which would make masks flicker), 16-bit data is scaled between its
 contrast limits or stack-wide percentiles (never over 0-65535), and frames are read lazily, one
 at a time, from numpy, dask or zarr arrays. Nothing goes through JPEG. Normalisation and the
-channel mapping also run on torch tensors, so propagation can do that float work on the GPU.
+channel mapping also run on torch tensors, so embedding and propagation do that float work on the
+model's device (``model_input``).
 """
 
 from __future__ import annotations
