@@ -382,9 +382,11 @@ def main(argv=None) -> None:
         if short == models[0]:
             bench_preprocessing(image, device, args.embed_repeats, record, fields)
         if use_napari:
-            napari_dtype = "bfloat16" if gpu else "float32"  # the engine's own default
             bench = bench_viewer_model if args.napari == "model" else bench_napari
-            bench(seg, image, clicks, args, record, dict(fields, dtype=napari_dtype))
+            for k, dtype in enumerate(dtypes):
+                with engine_precision(dtype, device):
+                    shifted = np.roll(image, k, axis=0)
+                    bench(seg, shifted, clicks, args, record, dict(fields, dtype=dtype))
         del seg
         gc.collect()
         if gpu:

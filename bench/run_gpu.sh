@@ -72,12 +72,12 @@ for part in $PARTS; do
     napari)  # napari's ViewerModel (no display there): click → Labels layer updated
         PYTHONPATH=$ROOT/bench/headless_site:$PYTHONPATH step interactive-viewer-model 300 \
             python3 "$ROOT/bench/interactive.py" --device cuda --napari model \
-            --models tiny small base_plus large --dtypes bfloat16 --embed-repeats 5 \
+            --models tiny small base_plus large --dtypes float32 bfloat16 --embed-repeats 5 \
             --click-repeats 40
         # Random weights give masks of most of the image; the trained micro model's are cells.
         PYTHONPATH=$ROOT/bench/headless_site:$PYTHONPATH step interactive-viewer-model-micro \
             120 python3 "$ROOT/bench/interactive.py" --device cuda --napari model \
-            --models micro --dtypes bfloat16 --embed-repeats 5 --click-repeats 40 \
+            --models micro --dtypes float32 bfloat16 --embed-repeats 5 --click-repeats 40 \
             --micro-checkpoint "$ROOT/src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt" ;;
     automatic)
         step automatic 90 python3 "$ROOT/bench/automatic.py" automatic --device cuda \
