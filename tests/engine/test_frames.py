@@ -128,3 +128,29 @@ def test_frames_normalised_as_tensors_equal_the_numpy_frames(plane, limits):
     norm = Normalization.from_limits(limits)
     as_tensor = to_rgb(norm.apply(to_tensor(plane)))
     np.testing.assert_allclose(as_tensor.numpy(), to_model_frame(plane, norm), atol=1e-6)
+
+
+def test_a_device_without_antialiased_resize_resizes_on_the_cpu(monkeypatch):
+    """MPS before torch 2.7 has no antialiased bilinear kernel (NotImplementedError): the
+    frame must still reach the model, resized on the CPU exactly as on the device."""
+    import torch
+
+    from napari_sam2.engine import frames
+
+    plane = (np.arange(40 * 60, dtype=np.uint16).reshape(40, 60) * 7) % 1000
+    norm = Normalization.from_limits((0, 1000))
+    expected = frames.model_input(plane, norm, 32, torch.device("cpu"))
+    real = frames.F.interpolate
+
+    def missing_on_the_device(x, **kwargs):
+        if not missing_on_the_device.failed:
+            missing_on_the_device.failed = True
+            raise NotImplementedError("aten::_upsample_bilinear2d_aa is not implemented")
+        return real(x, **kwargs)
+
+    missing_on_the_device.failed = False
+    monkeypatch.setattr(frames.F, "interpolate", missing_on_the_device)
+    resized = frames.model_input(plane, norm, 32, torch.device("cpu"))
+    assert missing_on_the_device.failed
+    assert resized.shape == (3, 32, 32)
+    torch.testing.assert_close(resized, expected)

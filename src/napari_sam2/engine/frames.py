@@ -206,15 +206,24 @@ def model_input(
     the host take tens.
     """
     frame = to_rgb(normalization.apply(to_tensor(shrink(plane)).to(device)))
-    frame = F.interpolate(
-        frame.permute(2, 0, 1)[None],
-        size=(image_size, image_size),
-        mode="bilinear",
-        align_corners=False,
-        antialias=True,
-    )
+    frame = _resize(frame.permute(2, 0, 1)[None], image_size)
     mean, std = _IMAGE_MEAN.to(frame.device), _IMAGE_STD.to(frame.device)
     return ((frame[0] - mean) / std).contiguous()
+
+
+def _resize(frame: torch.Tensor, size: int) -> torch.Tensor:
+    """sam2's resize of a (1, 3, h, w) batch to size², on the CPU where the device has no
+    antialiased bilinear kernel (MPS before torch 2.7)."""
+
+    def resize(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+
+    try:
+        return resize(frame)
+    except NotImplementedError:
+        return resize(frame.cpu()).to(frame.device)
 
 
 def to_tensor(plane: np.ndarray) -> torch.Tensor:
