@@ -82,8 +82,7 @@ class Normalization:
             finite = sample[np.isfinite(sample)].astype(np.float64)
             if finite.size == 0:
                 raise SAM2Error("The image has no finite pixel values (all NaN or inf).")
-            low, high = np.percentile(finite, [lower, upper])
-            least, most = finite.min(), finite.max()
+            low, high, least, most = np.percentile(finite, [lower, upper, 0, 100])
         if high <= low:
             low, high = least, most
         if high <= low:
