@@ -34,21 +34,30 @@ class PromptSet:
 
     @classmethod
     def from_arguments(cls, points=None, point_labels=None, box=None, mask=None) -> PromptSet:
-        pts = None if points is None else np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        if pts is not None and len(pts) == 0:
+        pts = None if points is None else _numbers(points, "Points")
+        if pts is not None and pts.size == 0:
             pts = None
+        if pts is not None:
+            if pts.ndim == 1 and len(pts) == 2:
+                pts = pts[None]
+            if pts.ndim != 2 or pts.shape[1] != 2:
+                raise SAM2Error(
+                    f"Points are (row, col) pairs on the image plane, got an array of shape "
+                    f"{pts.shape}: for a plane of a stack give its two in-plane coordinates."
+                )
         labels = None
         if pts is not None:
             labels = (
                 np.ones(len(pts), dtype=np.int32)
                 if point_labels is None
-                else np.asarray(point_labels, dtype=np.int32).reshape(-1)
+                else _numbers(point_labels, "Point labels").reshape(-1)
             )
             if len(labels) != len(pts):
                 raise SAM2Error(f"{len(pts)} points but {len(labels)} point labels.")
             if not np.isin(labels, (0, 1)).all():
                 raise SAM2Error("Point labels must be 1 (positive) or 0 (negative).")
-        box_arr = None if box is None else np.asarray(box, dtype=np.float64).reshape(-1)
+            labels = labels.astype(np.int32)
+        box_arr = None if box is None else _numbers(box, "A box").reshape(-1)
         if box_arr is not None and box_arr.shape != (4,):
             raise SAM2Error("A box is (min_row, min_col, max_row, max_col).")
         mask_arr = None if mask is None else np.asarray(mask, dtype=bool)
@@ -93,8 +102,9 @@ class PromptSet:
                 raise SAM2Error("Box coordinates must be finite numbers.")
             r0, c0, r1, c1 = box
             if r1 < r0 or c1 < c0:
+                corners = ", ".join(f"{v:g}" for v in box)
                 raise SAM2Error(
-                    f"Box {tuple(box)} is inverted: give (min_row, min_col, max_row, max_col)."
+                    f"Box ({corners}) is inverted: give (min_row, min_col, max_row, max_col)."
                 )
             box = np.array([max(r0, 0), max(c0, 0), min(r1, h), min(c1, w)])
             if box[2] - box[0] < 1 or box[3] - box[1] < 1:
@@ -130,6 +140,15 @@ class PromptSet:
         if self.mask is not None:
             kwargs["mask_input"] = mask_to_logits(self.mask)
         return kwargs
+
+
+def _numbers(values, what: str) -> np.ndarray:
+    """``values`` as a float64 array, or a ``SAM2Error`` naming ``what`` when they are not
+    numbers (strings, ragged lists, objects)."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise SAM2Error(f"{what} must be numbers, got {values!r}.") from err
 
 
 def mask_to_logits(mask: np.ndarray) -> np.ndarray:
