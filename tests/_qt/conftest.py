@@ -23,15 +23,19 @@ def notifications():
     notification_manager.notification_ready.disconnect(record)
 
 
-@pytest.fixture
-def viewer_widget(make_napari_viewer, random_checkpoint, qtbot):
-    """A viewer with the dock widget open and the random-weight micro model loaded."""
-    viewer = make_napari_viewer()
+def _open_widget(make_napari_viewer, checkpoint, qtbot, show: bool = False):
+    viewer = make_napari_viewer(show=show)
     _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
-    widget.checkpoint.value = random_checkpoint
+    widget.checkpoint.value = checkpoint
     widget.load_model()
     qtbot.waitUntil(lambda: widget.session.segmenter is not None, timeout=60_000)
     return viewer, widget
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, random_checkpoint, qtbot):
+    """A viewer with the dock widget open and the random-weight micro model loaded."""
+    return _open_widget(make_napari_viewer, random_checkpoint, qtbot)
 
 
 @pytest.fixture
@@ -39,4 +43,20 @@ def cells_image() -> np.ndarray:
     rng = np.random.default_rng(3)
     image = (rng.random((64, 80)) * 300 + 200).astype(np.uint16)
     image[20:40, 25:45] += 3000
+    return image
+
+
+@pytest.fixture
+def shown_viewer_widget(make_napari_viewer, random_checkpoint, qtbot):
+    """``viewer_widget`` in a window on screen, for tests that click on the canvas."""
+    return _open_widget(make_napari_viewer, random_checkpoint, qtbot, show=True)
+
+
+@pytest.fixture
+def two_cells_image() -> np.ndarray:
+    """Two touching bright cells on a dim, noisy background (uint16)."""
+    rng = np.random.default_rng(5)
+    image = (rng.random((64, 96)) * 300 + 200).astype(np.uint16)
+    image[16:48, 14:46] += 3000
+    image[16:48, 46:80] += 2500
     return image

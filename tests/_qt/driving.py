@@ -42,3 +42,23 @@ def calls_of(obj, name: str, note):
         yield seen
     finally:
         delattr(obj, name)
+
+
+def click(viewer, qtbot, layer, data_point, modifier=None) -> None:
+    """A left click on the canvas, as the user makes it, at ``data_point`` of ``layer``.
+
+    ``modifier`` is a Qt keyboard modifier (e.g. ``Qt.KeyboardModifier.ControlModifier``).
+    """
+    from qtpy.QtCore import QPoint, Qt
+
+    canvas = viewer.window._qt_viewer.canvas
+    world = np.asarray(layer.data_to_world(data_point))
+    displayed = list(viewer.dims.displayed)
+    view = canvas.view
+    x, y = (view.transform * view.scene.transform).map(list(world[displayed][::-1]))[:2]
+    qtbot.mouseClick(
+        canvas.native,
+        Qt.MouseButton.LeftButton,
+        modifier or Qt.KeyboardModifier.NoModifier,
+        QPoint(int(round(x)), int(round(y))),
+    )

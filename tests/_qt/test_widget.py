@@ -64,7 +64,7 @@ def test_new_object_and_editing_one_object_leaves_the_other(viewer_widget, cells
     session.points_layer.add([[30, 35]])
     qtbot.waitUntil(lambda: (labels.data == 1).any(), timeout=30_000)
     widget.object_button.native.click()
-    assert session.object_id == 2 and widget.object_label.value == "2"
+    assert session.object_id == 2 and widget.object_id.value == 2
     session.points_layer.add([[5, 70]])
     qtbot.waitUntil(lambda: (labels.data == 2).any(), timeout=30_000)
     object2 = labels.data == 2
@@ -120,7 +120,7 @@ def test_negative_clicks_toggle(viewer_widget, cells_image, qtbot):
     session.points_layer.add([[32, 38]])
     features = session.points_layer.features
     assert list(features["positive"]) == [True, False]
-    np.testing.assert_allclose(session.points_layer.face_color[1], [1, 0, 0, 1])
+    assert list(session.points_layer.symbol) == ["disc", "x"]  # a negative click is a cross
     want = expected_mask(
         widget, cells_image, layer, points=[(30, 35), (32, 38)], point_labels=[1, 0]
     )

@@ -13,6 +13,7 @@ from magicgui.widgets import (
     Label,
     LineEdit,
     PushButton,
+    SpinBox,
     create_widget,
 )
 from napari.layers import Image, Labels
@@ -69,7 +70,11 @@ class SAM2Widget(Container):
         self.channels.tooltip = "Up to three channel indices for R, G, B, e.g. 0,2 (empty: first)"
         self.start_button = PushButton(text="Start annotating")
         self.object_button = PushButton(text=f"New object [{NEW_OBJECT_KEY}]")
-        self.object_label = Label(label="Object id", value="1")
+        self.object_id = SpinBox(label="Object id", min=1, max=2**31 - 1, value=1)
+        self.object_id.tooltip = (
+            "The object the next clicks and boxes belong to; Ctrl-click (⌘-click) a label "
+            "in the canvas to pick its object"
+        )
         self.polarity_button = PushButton(text=f"Positive click [{TOGGLE_POLARITY_KEY}]")
         self.refine_button = PushButton(text="Refine object from its label")
         self.refine_button.tooltip = (
@@ -92,7 +97,7 @@ class SAM2Widget(Container):
                 self.channel_axis,
                 self.channels,
                 self.start_button,
-                self.object_label,
+                self.object_id,
                 self.object_button,
                 self.polarity_button,
                 self.refine_button,
@@ -118,7 +123,8 @@ class SAM2Widget(Container):
         self.overwrite.changed.connect(lambda v: setattr(self.session, "overwrite", v))
         self.image.changed.connect(lambda _: self.channel_axis.reset_choices())
         self.session.model_changed.connect(self._show_model)
-        self.session.object_changed.connect(lambda i: setattr(self.object_label, "value", str(i)))
+        self.object_id.changed.connect(self._choose_object)
+        self.session.object_changed.connect(lambda i: setattr(self.object_id, "value", i))
         self.session.positive_changed.connect(self._show_polarity)
 
     # -- model --------------------------------------------------------------------------------
@@ -186,14 +192,19 @@ class SAM2Widget(Container):
         if self.session.segmenter is None:
             self.load_model()
 
+    def _choose_object(self, object_id: int) -> None:
+        if object_id != self.session.object_id:
+            self.session.set_object(object_id)
+
     def _show_polarity(self, positive: bool) -> None:
         kind = "Positive" if positive else "Negative"
         self.polarity_button.text = f"{kind} click [{TOGGLE_POLARITY_KEY}]"
 
     # -- segmentation -------------------------------------------------------------------------
     def _on_prompts_changed(self, event=None) -> None:
-        if event is not None and event.source is self.session.points_layer:
-            self.session.refresh_point_colors()
+        # Restyle finished edits only ("added", not "adding"): a box being drawn is left alone.
+        if not str(getattr(event, "action", "")).endswith("ing"):
+            self.session.refresh_prompt_colors()
         self._schedule()
 
     def _schedule(self) -> None:

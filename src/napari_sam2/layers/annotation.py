@@ -18,7 +18,20 @@ from ..engine.segmenter import Segmenter
 from . import names
 from .labels import check_labels_fit, write_object
 from .plane import Plane, displayed_plane, image_shape
-from .prompts import object_prompts, point_colors, prompt_fingerprint
+from .prompts import (
+    NEGATIVE_BORDER,
+    NEGATIVE_SYMBOL,
+    POSITIVE_BORDER,
+    POSITIVE_SYMBOL,
+    box_colors,
+    object_colors,
+    object_prompts,
+    point_style,
+    prompt_fingerprint,
+)
+
+# The modifier of a click that selects the object under it (vispy reports ⌘ as Control too).
+PICK_MODIFIER = "Control"
 
 
 @dataclass
@@ -74,6 +87,8 @@ class AnnotationSession:
         )
         if labels_layer is not None:
             check_labels_fit(labels_layer, shape)
+        if self.labels_layer is not None:
+            self.labels_layer.events.selected_label.disconnect(self._follow_selected_label)
         if self.image_layer is not None and self.image_layer is not image_layer:
             self._retire_layers()
         self.image_layer = image_layer
@@ -97,7 +112,6 @@ class AnnotationSession:
                 name=names.BOXES,
                 ndim=image_layer.ndim,
                 features={names.OBJECT_ID: np.empty(0, int)},
-                edge_color="yellow",
                 face_color="transparent",
                 **spatial,
             )
@@ -109,10 +123,19 @@ class AnnotationSession:
             if isinstance(self.labels_layer.data, np.ndarray)
             else 0
         )
+        self.labels_layer.events.selected_label.connect(self._follow_selected_label)
         self.set_object(max(existing + 1, self.object_id))
         self.set_positive(True)
+        if self._pick_on_click not in self.viewer.mouse_drag_callbacks:
+            self.viewer.mouse_drag_callbacks.append(self._pick_on_click)
         self._applied.clear()
         self._written.clear()
+
+    def _follow_selected_label(self, event=None) -> None:
+        """Picking a label in the Labels layer's own controls picks that object here too."""
+        label = int(self.labels_layer.selected_label)
+        if label > 0 and label != self.object_id:
+            self.set_object(label)
 
     def _retire_layers(self) -> None:
         """Keep the previous image's prompts and labels under new names, freeing ours."""
@@ -131,12 +154,17 @@ class AnnotationSession:
 
     # -- current object and click polarity ---------------------------------------------------
     def set_object(self, object_id: int) -> None:
-        self.object_id = int(object_id)
+        """Make ``object_id`` the object that the next clicks and boxes belong to."""
+        object_id = int(object_id)
+        if object_id < 1:
+            raise SAM2Error(f"Object ids start at 1, got {object_id}.")
+        self.object_id = object_id
         for layer in (self.points_layer, self.shapes_layer):
             if layer is not None:
                 layer.feature_defaults[names.OBJECT_ID] = self.object_id
         if self.labels_layer is not None:
             self.labels_layer.selected_label = self.object_id
+            self._style_next_prompts()
         self.object_changed.emit(self.object_id)
 
     def new_object(self) -> int:
@@ -148,11 +176,49 @@ class AnnotationSession:
         self.set_object(max(used) + 1)
         return self.object_id
 
+    def pick_object(self, world_position, event=None) -> int | None:
+        """Make the object under ``world_position`` (its label) the current one.
+
+        Returns its id, or None (and the current object stays) where the labels are
+        background there.
+        """
+        if self.labels_layer is None:
+            return None
+        extra = {}
+        if event is not None:
+            extra = dict(view_direction=event.view_direction, dims_displayed=event.dims_displayed)
+        value = self.labels_layer.get_value(world_position, world=True, **extra)
+        if value is None or int(value) == 0:
+            return None
+        self.set_object(int(value))
+        return self.object_id
+
+    def _pick_on_click(self, viewer, event):
+        """Ctrl-click (⌘-click on macOS) on a label selects its object and adds no prompt.
+
+        The viewer's mouse callbacks run before the active layer's, so switching the prompt
+        layer to pan/zoom for the length of the click keeps it from adding a point or box.
+        """
+        layer = viewer.layers.selection.active
+        if (
+            PICK_MODIFIER not in event.modifiers
+            or event.button != 1
+            or layer is None
+            or layer not in (self.points_layer, self.shapes_layer)
+        ):
+            return
+        mode, layer.mode = layer.mode, "pan_zoom"
+        self.pick_object(event.position, event)
+        yield
+        while event.type == "mouse_move":
+            yield
+        layer.mode = mode
+
     def set_positive(self, positive: bool) -> None:
         self.positive = bool(positive)
         if self.points_layer is not None:
             self.points_layer.feature_defaults[names.POSITIVE] = self.positive
-            self.points_layer.current_face_color = "lime" if self.positive else "red"
+            self._style_next_prompts()
         self.positive_changed.emit(self.positive)
 
     def toggle_polarity(self) -> None:
@@ -164,14 +230,33 @@ class AnnotationSession:
             features = layer.features.copy()
             features.loc[selected, names.POSITIVE] = ~features.loc[selected, names.POSITIVE]
             layer.features = features
-            self.refresh_point_colors()
+            self.refresh_prompt_colors()
             layer.events.data(value=layer.data, action="changed", data_indices=tuple(selected))
         else:
             self.set_positive(not self.positive)
 
-    def refresh_point_colors(self) -> None:
+    def _style_next_prompts(self) -> None:
+        """The next point and box are drawn like the current object's and polarity's."""
+        if self.points_layer is None or self.labels_layer is None:
+            return
+        color = object_colors(self.labels_layer, [self.object_id])[0]
+        points = self.points_layer
+        points.current_face_color = color
+        points.current_symbol = POSITIVE_SYMBOL if self.positive else NEGATIVE_SYMBOL
+        points.current_border_color = POSITIVE_BORDER if self.positive else NEGATIVE_BORDER
+        self.shapes_layer.current_edge_color = color
+        # napari also restyles the selected prompts with the current style: undo that.
+        self.refresh_prompt_colors()
+
+    def refresh_prompt_colors(self) -> None:
+        """Draw every point and box in its object's label colour, points marked by polarity."""
+        if self.labels_layer is None:
+            return
         if self.points_layer is not None and len(self.points_layer.data):
-            self.points_layer.face_color = point_colors(self.points_layer)
+            for name, value in point_style(self.points_layer, self.labels_layer).items():
+                setattr(self.points_layer, name, value)
+        if self.shapes_layer is not None and len(self.shapes_layer.data):
+            self.shapes_layer.edge_color = box_colors(self.shapes_layer, self.labels_layer)
 
     # -- one segmentation: request (GUI thread) → compute (worker) → apply (GUI thread) ------
     def request(self) -> SegmentationRequest | None:

@@ -8,8 +8,11 @@ from ..engine.prompts import PromptSet
 from .names import OBJECT_ID, POSITIVE
 from .plane import Plane, to_image_coords
 
-POSITIVE_COLOR = "lime"
-NEGATIVE_COLOR = "red"
+# A prompt is drawn in its object's label colour; the marker tells its polarity.
+POSITIVE_SYMBOL = "disc"
+NEGATIVE_SYMBOL = "x"
+POSITIVE_BORDER = "white"
+NEGATIVE_BORDER = "red"
 
 
 def _feature(layer, name: str, default, n: int) -> np.ndarray:
@@ -78,8 +81,25 @@ def prompt_fingerprint(prompts: PromptSet) -> tuple:
     return pts, labels, box
 
 
-def point_colors(points_layer) -> list[str]:
-    """Face colours that show each point's polarity."""
+def object_colors(labels_layer, object_ids) -> np.ndarray:
+    """(N, 4) RGBA: the colour each object id has in ``labels_layer``."""
+    ids = np.asarray(object_ids, dtype=np.int64).reshape(-1)
+    return np.asarray(labels_layer.colormap.map(ids), dtype=np.float32).reshape(len(ids), 4)
+
+
+def point_style(points_layer, labels_layer) -> dict:
+    """Per-point face colour (the object's label colour), symbol and border (the polarity)."""
     n = len(points_layer.data)
     positive = _feature(points_layer, POSITIVE, True, n).astype(bool)
-    return [POSITIVE_COLOR if p else NEGATIVE_COLOR for p in positive]
+    ids = _feature(points_layer, OBJECT_ID, 1, n)
+    return {
+        "face_color": object_colors(labels_layer, ids),
+        "symbol": np.where(positive, POSITIVE_SYMBOL, NEGATIVE_SYMBOL),
+        "border_color": np.where(positive, POSITIVE_BORDER, NEGATIVE_BORDER),
+    }
+
+
+def box_colors(shapes_layer, labels_layer) -> np.ndarray:
+    """Edge colour of each shape: its object's label colour."""
+    ids = _feature(shapes_layer, OBJECT_ID, 1, len(shapes_layer.data))
+    return object_colors(labels_layer, ids)
