@@ -16,9 +16,11 @@ def start(widget, image_layer, labels_layer=None):
 
 
 def expected_mask(widget, plane, layer, **prompt) -> np.ndarray:
-    """What the engine predicts for ``prompt`` on ``plane`` with the layer's contrast limits."""
+    """What the engine predicts for ``prompt`` on ``plane`` with the intensities the widget
+    chose for ``layer`` (its contrast limits where they fit the data)."""
     seg = widget.session.segmenter
-    seg.set_image(plane, contrast_limits=layer.contrast_limits)
+    assert widget.session.image_layer is layer
+    seg.set_image(plane, contrast_limits=widget.session.intensities().limits)
     return seg.predict(**prompt)
 
 

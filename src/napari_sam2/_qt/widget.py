@@ -23,6 +23,7 @@ from qtpy.QtWidgets import QTabWidget
 from ..engine.errors import SAM2Error
 from ..engine.models import MICRO_MODEL, available_models
 from ..layers.annotation import AnnotationSession
+from ..layers.intensities import AUTO, MODES
 from . import workers
 from .apps import AppsControls
 from .automatic import AutomaticControls
@@ -68,6 +69,12 @@ class SAM2Widget(Container):
         self.channel_axis = ComboBox(label="Channel axis", choices=self._channel_axes)
         self.channels = LineEdit(label="Channels", value="")
         self.channels.tooltip = "Up to three channel indices for R, G, B, e.g. 0,2 (empty: first)"
+        self.intensity_mode = ComboBox(label="Intensities", choices=list(MODES), value=AUTO)
+        self.intensity_mode.tooltip = (
+            "auto: the layer's contrast limits where they fit the data, else stack-wide "
+            "0.5-99.8 % percentiles; from layer: always the contrast limits"
+        )
+        self.intensities = Label(label="Model sees", value="")
         self.start_button = PushButton(text="Start annotating")
         self.object_button = PushButton(text=f"New object [{NEW_OBJECT_KEY}]")
         self.object_id = SpinBox(label="Object id", min=1, max=2**31 - 1, value=1)
@@ -96,6 +103,8 @@ class SAM2Widget(Container):
                 self.labels,
                 self.channel_axis,
                 self.channels,
+                self.intensity_mode,
+                self.intensities,
                 self.start_button,
                 self.object_id,
                 self.object_button,
@@ -126,6 +135,10 @@ class SAM2Widget(Container):
         self.object_id.changed.connect(self._choose_object)
         self.session.object_changed.connect(lambda i: setattr(self.object_id, "value", i))
         self.session.positive_changed.connect(self._show_polarity)
+        self.intensity_mode.changed.connect(self.session.set_intensity_mode)
+        self.session.intensities_changed.connect(
+            lambda text: setattr(self.intensities, "value", text)
+        )
 
     # -- model --------------------------------------------------------------------------------
     def load_model(self) -> None:

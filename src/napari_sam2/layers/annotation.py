@@ -16,6 +16,7 @@ from ..engine.frames import Normalization, select_channels
 from ..engine.prompts import PromptSet
 from ..engine.segmenter import Segmenter
 from . import names
+from .intensities import AUTO, MODES, Intensities, IntensityChooser
 from .labels import check_labels_fit, write_object
 from .plane import Plane, displayed_plane, image_shape
 from .prompts import (
@@ -57,6 +58,7 @@ class AnnotationSession:
     model_changed = Signal(dict)
     object_changed = Signal(int)
     positive_changed = Signal(bool)
+    intensities_changed = Signal(str)  # what the model sees, for the widget to show
 
     def __init__(self, viewer):
         self.viewer = viewer
@@ -70,6 +72,8 @@ class AnnotationSession:
         self.overwrite = False
         self.object_id = 1
         self.positive = True
+        self.intensity_mode = AUTO
+        self._intensities = IntensityChooser()
         self._applied: dict[tuple, tuple] = {}
         self._written: dict[tuple, np.ndarray] = {}
 
@@ -89,9 +93,12 @@ class AnnotationSession:
             check_labels_fit(labels_layer, shape)
         if self.labels_layer is not None:
             self.labels_layer.events.selected_label.disconnect(self._follow_selected_label)
+        if self.image_layer is not None:
+            self.image_layer.events.contrast_limits.disconnect(self._show_intensities)
         if self.image_layer is not None and self.image_layer is not image_layer:
             self._retire_layers()
         self.image_layer = image_layer
+        image_layer.events.contrast_limits.connect(self._show_intensities)
         spatial = dict(scale=image_layer.scale, translate=image_layer.translate)
         layers = self.viewer.layers
         self.labels_layer = labels_layer or self._existing(names.LABELS, shape)
@@ -130,6 +137,26 @@ class AnnotationSession:
             self.viewer.mouse_drag_callbacks.append(self._pick_on_click)
         self._applied.clear()
         self._written.clear()
+        self._show_intensities()
+
+    # -- intensities -----------------------------------------------------------------------
+    def intensities(self) -> Intensities:
+        """The normalisation every plane (and propagation) of the image uses, and why."""
+        if self.image_layer is None:
+            raise SAM2Error("Choose an image layer first.")
+        return self._intensities.choose(self.image_layer, self.intensity_mode)
+
+    def set_intensity_mode(self, mode: str) -> None:
+        """ "auto" (the layer's limits where they fit the data, else percentiles) or
+        "from layer" (always the layer's contrast limits)."""
+        if mode not in MODES:
+            raise SAM2Error(f"Intensities come from one of {MODES}, not {mode!r}.")
+        self.intensity_mode = mode
+        self._show_intensities()
+
+    def _show_intensities(self, event=None) -> None:
+        if self.image_layer is not None:
+            self.intensities_changed.emit(self.intensities().describe())
 
     def _follow_selected_label(self, event=None) -> None:
         """Picking a label in the Labels layer's own controls picks that object here too."""
@@ -293,7 +320,7 @@ class AnnotationSession:
             self.image_layer.data,
             plane,
             self.channels,
-            Normalization.from_limits(self.image_layer.contrast_limits),
+            self.intensities().normalization,
             prompts or {},
         )
 

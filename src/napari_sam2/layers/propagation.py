@@ -54,6 +54,8 @@ class LayerPropagation:
         self.data = layer.data
         self.frame_axis = frame_axis
         self.use_labels = use_labels
+        intensities = annotation.intensities()
+        self.normalization = intensities.normalization
         # The (frames, rows, cols[, channels]) view of the image: other sliders stay put.
         kept = [ax for ax, i in enumerate(here.index) if i is None or ax == frame_axis]
         selection = tuple(slice(None) if ax in kept else i for ax, i in enumerate(here.index))
@@ -67,7 +69,7 @@ class LayerPropagation:
         self.session: PropagationSession = annotation.segmenter.propagation_session(
             stack,
             frame_axis=kept.index(frame_axis),
-            contrast_limits=layer.contrast_limits,
+            contrast_limits=intensities.limits,
             channel_axis=channel_axis,
             channels=annotation.channels,
             frame_range=frame_range,
@@ -86,6 +88,7 @@ class LayerPropagation:
             annotation.segmenter is self.segmenter
             and annotation.image_layer is self.layer
             and annotation.image_layer.data is self.data
+            and annotation.intensities().normalization == self.normalization
             and frame_axis == self.frame_axis
             and others == mine
             and tuple(wanted) == (first, stop)
