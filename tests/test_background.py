@@ -101,5 +101,5 @@ def test_bad_inputs(video):
         replace_frame(frames[0], labels[0], mode="image")
     with pytest.raises(SAM2Error, match="label frames"):
         list(iter_replaced(frames, labels[:2]))
-    with pytest.raises(SAM2Error, match="mp4 or .tif"):
+    with pytest.raises(SAM2Error, match="use a .mp4, .tif"):
         export_replaced(frames, labels, "out.avi")

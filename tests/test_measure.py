@@ -76,3 +76,34 @@ def test_labels_saved_as_tiff_and_zarr(labels, tmp_path):
     assert (saved[:] == labels).all() and saved.chunks == (1, 20, 30)
     with pytest.raises(SAM2Error, match=".tif"):
         save_labels(labels, tmp_path / "labels.png")
+
+
+def test_saved_labels_are_compressed_in_the_smallest_type_for_any_dimensionality(tmp_path):
+    import tifffile
+    import zarr
+
+    stack = np.zeros((30, 128, 128), np.int32)
+    stack[:, 40:80, 30:90] = 3
+    stack[5:, 10:20, 10:20] = 300
+    path = save_labels(stack, tmp_path / "stack.tif")
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[0].compression.name in ("ADOBE_DEFLATE", "DEFLATE")
+        read = tif.asarray()
+    assert read.dtype == np.uint16 and (read == stack).all()
+    assert path.stat().st_size < stack.nbytes / 50
+    plane = stack[0].astype(np.int64)
+    assert tifffile.imread(save_labels(plane, tmp_path / "plane.tif")).dtype == np.uint8
+    assert (
+        zarr.open_array(str(save_labels(plane, tmp_path / "p.zarr")), mode="r")[:] == plane
+    ).all()
+    volume = np.stack([stack[:4]] * 2)  # (t, z, y, x)
+    assert (tifffile.imread(save_labels(volume, tmp_path / "tzyx.tif")) == volume).all()
+
+
+@pytest.mark.parametrize(
+    "name, message", [("", "Choose a file"), ("missing/labels.tif", "does not exist")]
+)
+def test_export_paths_a_user_can_get_wrong(labels, tmp_path, monkeypatch, name, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SAM2Error, match=message):
+        save_labels(labels, name)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .engine.errors import SAM2Error
+from .files import check_export_path
 
 MODES = ("color", "blur", "image")
 
@@ -255,16 +256,14 @@ def export_replaced(frames, labels, path: str | Path, fps: float = 10, **options
     For an mp4 of non-8-bit frames, the contrast limits are taken once for the whole video
     (stack-wide percentiles) unless ``contrast_limits`` is given.
     """
-    path = Path(path)
+    path = check_export_path(path, (".mp4", ".tif", ".tiff"))
     limits = options.pop("contrast_limits", None)
     replaced = iter_replaced(frames, labels, **options)
     if path.suffix.lower() in (".tif", ".tiff"):
         return write_tiff_stack(replaced, path)
-    if path.suffix.lower() == ".mp4":
-        if limits is None and np.dtype(frames.dtype) != np.uint8:
-            from .engine.frames import Normalization
+    if limits is None and np.dtype(frames.dtype) != np.uint8:
+        from .engine.frames import Normalization
 
-            norm = Normalization.for_data(frames, frame_axis=0)
-            limits = (norm.low[0], norm.high[0])
-        return write_mp4(replaced, path, fps, limits)
-    raise SAM2Error(f"Export to .mp4 or .tif, not {path.suffix!r}.")
+        norm = Normalization.for_data(frames, frame_axis=0)
+        limits = (norm.low[0], norm.high[0])
+    return write_mp4(replaced, path, fps, limits)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .engine.errors import SAM2Error
 from .engine.frames import read_frame
+from .files import check_export_path
 
 _PROPERTY_NAMES = {
     "label": "label",
@@ -123,29 +124,54 @@ def save_table_csv(table: dict[str, np.ndarray], path: str | Path) -> Path:
     return path
 
 
-def save_labels(labels, path: str | Path, frame_axis: int = 0) -> Path:
-    """Save labels as TIFF (``.tif``/``.tiff``) or zarr (``.zarr``), frame by frame.
+def smallest_label_dtype(labels) -> np.dtype:
+    """The smallest unsigned integer type that holds every id of ``labels`` (read frame by
+    frame, so lazy stacks are never loaded whole); signed when ids are negative."""
+    count = labels.shape[0]
+    frames = [labels] if labels.ndim < 3 else (read_frame(labels, t, 0) for t in range(count))
+    low, high = 0, 0
+    for plane in frames:
+        plane = np.asarray(plane)
+        if plane.size:
+            low, high = min(low, int(plane.min())), max(high, int(plane.max()))
+    if low < 0:
+        return np.result_type(np.min_scalar_type(low), np.min_scalar_type(high))
+    return np.min_scalar_type(high) if high > 0 else np.dtype(np.uint8)
 
-    Frames are streamed, so a zarr- or dask-backed stack larger than memory can be saved.
+
+def save_labels(labels, path: str | Path) -> Path:
+    """Save 2D to 4D labels as compressed TIFF (``.tif``/``.tiff``) or zarr (``.zarr``).
+
+    The file holds the smallest integer type that fits the ids (a stack of a few objects is a
+    few MB, not an int32 copy). Frames (the first axis of a stack) are streamed, so a zarr- or
+    dask-backed stack larger than memory can be saved.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    frames = (plane for _, plane in _frames(labels, frame_axis))
-    n = labels.shape[frame_axis]
-    shape = (n,) + tuple(s for ax, s in enumerate(labels.shape) if ax != frame_axis % 3)
-    dtype = np.dtype(labels.dtype)
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        tifffile.imwrite(path, data=frames, shape=shape, dtype=dtype, metadata={"axes": "TYX"})
-    elif suffix == ".zarr":
+    path = check_export_path(path, (".tif", ".tiff", ".zarr"))
+    if not 2 <= labels.ndim <= 4:
+        raise SAM2Error(f"Expected 2D to 4D labels, got shape {labels.shape}.")
+    dtype = smallest_label_dtype(labels)
+    shape = tuple(labels.shape)
+    if labels.ndim == 2:
+        frames = iter([np.asarray(labels, dtype=dtype)])
+    else:
+        frames = (read_frame(labels, t, 0).astype(dtype) for t in range(shape[0]))
+    if path.suffix.lower() == ".zarr":
         import zarr
 
-        out = zarr.open_array(
-            str(path), mode="w", shape=shape, chunks=(1, *shape[1:]), dtype=dtype
-        )
+        chunks = shape if labels.ndim == 2 else (1, *shape[1:])
+        out = zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=dtype)
+        if labels.ndim == 2:
+            out[:] = next(frames)
         for t, plane in enumerate(frames):
             out[t] = plane
     else:
-        raise SAM2Error(f"Cannot save labels as {path.name}: use a .tif, .tiff or .zarr path.")
+        import tifffile
+
+        # One compressed page per plane; the first page's description gives the series shape.
+        metadata = {"axes": {2: "YX", 3: "TYX", 4: "TZYX"}[labels.ndim], "shape": shape}
+        with tifffile.TiffWriter(path) as tif:
+            for frame in frames:
+                for page in frame.reshape(-1, *shape[-2:]):
+                    tif.write(page, compression="zlib", metadata=metadata)
+                    metadata = None
     return path

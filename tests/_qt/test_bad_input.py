@@ -22,6 +22,13 @@ def test_point_outside_the_image(viewer_widget, cells_image, qtbot, notification
     session.points_layer.add([[200, 300]])
     qtbot.waitUntil(lambda: any("outside" in m for m in notifications), timeout=30_000)
     np.testing.assert_array_equal(labels.data, before)
+    # Said once, not pending: a click elsewhere segments without repeating the warning.
+    settle(widget, qtbot)
+    widget.object_button.native.click()
+    session.points_layer.add([[30, 35]])
+    settle(widget, qtbot)
+    assert sum("outside" in m for m in notifications) == 1
+    assert (labels.data == session.object_id).any()
 
 
 def test_degenerate_rectangle(viewer_widget, cells_image, qtbot, notifications):

@@ -129,24 +129,83 @@ def test_exports_tracks_table_and_labels(viewer_widget, stack, qtbot, tmp_path):
     session.points_layer.add([[0, 15, 16]])
     settle(widget, qtbot)
     propagate_and_wait(widget, qtbot)
-    controls = widget.propagation
+    controls = widget.export
     controls.tracks_button.native.click()
     tracks = viewer.layers["SAM2 tracks"].data
     frames_with_object = [t for t in range(6) if (session.labels_layer.data[t] == 1).any()]
     assert sorted(tracks[tracks[:, 0] == 1, 1].astype(int)) == frames_with_object
 
     csv = tmp_path / "objects.csv"
-    controls.export_path.value = csv
+    controls.path.value = csv
     controls.export_button.native.click()
     lines = csv.read_text().splitlines()
     assert "area" in lines[0] and len(lines) == 1 + len(frames_with_object)
 
     tif = tmp_path / "labels.tif"
-    controls.export_path.value = tif
+    controls.path.value = tif
     controls.export_button.native.click()
     import tifffile
 
-    np.testing.assert_array_equal(tifffile.imread(tif), session.labels_layer.data)
+    saved = tifffile.imread(tif)
+    assert saved.dtype == np.uint8
+    np.testing.assert_array_equal(saved, session.labels_layer.data)
+
+
+def test_progress_estimate_and_follow_in_the_tab(viewer_widget, stack, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(stack)
+    viewer.dims.axis_labels = ("z", "y", "x")
+    session = start(widget, layer)
+    controls = widget.propagation
+    assert controls.frame_axis.current_choice == "z (6 slices)"
+    assert controls.first.label == "First slice"
+    viewer.dims.set_current_step(0, 2)
+    session.points_layer.add([[2, 15, 16]])
+    settle(widget, qtbot)
+    assert controls.estimate.value.startswith("6 slices × 1 object")
+    controls.follow.value = True
+    shown = []
+    controls.propagate_button.native.click()
+    controls.worker.yielded.connect(lambda result: shown.append(viewer.dims.current_step[0]))
+    controls.worker.yielded.connect(lambda result: shown.append(result[0]))
+    qtbot.waitUntil(lambda: controls.worker is None, timeout=120_000)
+    assert controls.progress.value == controls.progress.max == 6
+    assert controls.progress_text.value == "finished: 6 of 6 written"
+    # Each finished slice was on screen when the next result came in (follow).
+    assert viewer.dims.current_step[0] == shown[-1]
+    assert "about" in controls.estimate.value  # measured now
+
+
+def test_2d_export_and_messages_a_user_can_get(
+    viewer_widget, cells_image, qtbot, tmp_path, notifications
+):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(cells_image)
+    session = start(widget, layer)
+    assert widget.labels.value == session.labels_layer  # not "-----" (== : napari proxies)
+    session.points_layer.add([[30, 35]])
+    settle(widget, qtbot)
+    controls = widget.export
+    controls.path.value = tmp_path / "plane.csv"
+    controls.export_button.native.click()
+    lines = (tmp_path / "plane.csv").read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("0,1,")  # frame 0, label 1
+    controls.path.value = tmp_path / "plane.tif"
+    controls.export_button.native.click()
+    import tifffile
+
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "plane.tif"), session.labels_layer.data
+    )
+
+    controls.path.line_edit.value = ""  # the user clears the path
+    controls.export_button.native.click()
+    assert "Choose a file to export to" in notifications[-1]
+    controls.path.value = tmp_path / "missing" / "plane.tif"
+    controls.export_button.native.click()
+    assert "does not exist" in notifications[-1]
+    controls.tracks_button.native.click()
+    assert "2D" in notifications[-1]
 
 
 def test_second_propagate_while_running_and_data_replaced(

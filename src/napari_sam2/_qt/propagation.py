@@ -1,44 +1,46 @@
-"""Propagate and export controls of the dock widget, over a ``LayerPropagation``."""
+"""Propagate controls of the dock widget, over a ``LayerPropagation``: axis and range, an
+estimate before the run, progress, ETA and Cancel in the tab itself, and following the run."""
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
-import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Label, ProgressBar, PushButton, SpinBox
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_info, show_warning
+from napari.utils.notifications import show_warning
 
 from ..engine.errors import SAM2Error
 from ..engine.video import DIRECTIONS
 from ..layers.plane import displayed_plane
+from ..layers.prompts import prompted_objects
 from ..layers.propagation import LayerPropagation, frame_axes
-from ..measure import measure_table, save_labels, save_table_csv, tracks
 from .section import Section
-
-TRACKS_LAYER = "SAM2 tracks"
 
 
 class PropagationControls(Section):
-    """Frame axis, range and direction; Propagate with progress, ETA and Cancel; exports."""
+    """Frame axis, range and direction; an estimate; Propagate with progress and Cancel."""
 
     def __init__(self, annotation, notify):
         super().__init__(annotation, notify)
         self.propagation: LayerPropagation | None = None
         self._stream = None
 
-        self.frame_axis = ComboBox(label="Frame axis", choices=self._axes)
+        self._run: dict = {}  # the run in progress: start time, frames and object-frames done
+        self._seconds_per_object_frame: dict[int, float] = {}  # measured, by segmenter id
+
+        self.frame_axis = ComboBox(label="Along", choices=self._axes)
         self.frame_axis.tooltip = "The time or z axis to propagate along"
         self.first = SpinBox(label="First frame", min=0, max=0)
         self.last = SpinBox(label="Last frame", min=0, max=0)
         self.direction = ComboBox(label="Direction", choices=list(DIRECTIONS), value="both")
         self.use_labels = CheckBox(text="Also propagate labels painted on this frame")
+        self.follow = CheckBox(text="Follow propagation (show each frame as it finishes)")
+        self.estimate = Label(label="Estimate", value="")
         self.propagate_button = PushButton(text="Propagate")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.tracks_button = PushButton(text="Add tracks layer")
-        self.export_path = FileEdit(label="Export to", mode="w", value="")
-        self.export_path.tooltip = ".csv: measurements table; .tif/.tiff/.zarr: the labels"
-        self.export_button = PushButton(text="Export")
+        self.progress = ProgressBar(label="Progress", min=0, max=1, value=0)
+        self.progress_text = Label(value="")
         self.extend(
             [
                 self.frame_axis,
@@ -46,21 +48,23 @@ class PropagationControls(Section):
                 self.last,
                 self.direction,
                 self.use_labels,
+                self.follow,
+                self.estimate,
                 self.propagate_button,
                 self.cancel_button,
-                self.tracks_button,
-                self.export_path,
-                self.export_button,
+                self.progress,
+                self.progress_text,
             ]
         )
         self.frame_axis.changed.connect(self._update_range)
+        for box in (self.first, self.last):
+            box.changed.connect(self.update_estimate)
         self.propagate_button.changed.connect(self.propagate)
         self.cancel_button.changed.connect(self.cancel)
-        self.tracks_button.changed.connect(self.add_tracks)
-        self.export_button.changed.connect(self.export)
 
     # -- choices ------------------------------------------------------------------------------
-    def _axes(self, _widget=None) -> list[int]:
+    def _axes(self, _widget=None) -> list[tuple[str, int]]:
+        """(name shown, layer axis) for every axis that can be propagated along."""
         annotation = self.annotation
         if annotation.image_layer is None:
             return []
@@ -70,16 +74,59 @@ class PropagationControls(Section):
             )
         except SAM2Error:
             return []
-        return frame_axes(annotation.image_layer, plane)
+        shape = annotation.image_layer.data.shape
+        return [
+            (f"{self._axis_name(ax)} ({shape[ax]} {self._unit(ax)}s)", ax)
+            for ax in frame_axes(annotation.image_layer, plane)
+        ]
+
+    def _axis_name(self, axis: int) -> str:
+        """The viewer's label of a layer axis ("t", "z"), or "axis N" where it has none."""
+        viewer, layer = self.annotation.viewer, self.annotation.image_layer
+        label = str(viewer.dims.axis_labels[viewer.dims.ndim - layer.ndim + axis])
+        return f"axis {axis}" if label.lstrip("-").isdigit() else label
+
+    def _unit(self, axis: int | None) -> str:
+        """What one step along ``axis`` is called: a frame in time, a slice in z."""
+        name = "" if axis is None else self._axis_name(axis).lower()
+        if name in ("z", "depth", "slice", "slices"):
+            return "slice"
+        if name in ("t", "time", "frame", "frames"):
+            return "frame"
+        return "plane"
 
     def _update_range(self, *_) -> None:
         axis = self.frame_axis.value
         if axis is None:
             return
         n = self.annotation.image_layer.data.shape[axis]
+        unit = self._unit(axis)
+        self.first.label, self.last.label = f"First {unit}", f"Last {unit}"
         for box in (self.first, self.last):
             box.max = n - 1
         self.first.value, self.last.value = 0, n - 1
+        self.update_estimate()
+
+    def update_estimate(self, *_) -> None:
+        """Frames × objects × the measured time per object and frame, before pressing."""
+        annotation, axis = self.annotation, self.frame_axis.value
+        if axis is None or annotation.points_layer is None:
+            self.estimate.value = ""
+            return
+        frames = self.last.value - self.first.value + 1
+        objects = len(prompted_objects(annotation.points_layer, annotation.shapes_layer))
+        if not objects:
+            self.estimate.value = "click an object first"
+            return
+        work = f"{frames} {self._unit(axis)}s × {objects} object{'s' * (objects > 1)}"
+        rate = self._seconds_per_object_frame.get(id(annotation.segmenter))
+        if rate is not None:
+            self.estimate.value = f"{work}: about {_duration(frames * objects * rate)}"
+        elif annotation.embed_seconds is not None:
+            least = _duration(frames * annotation.embed_seconds)
+            self.estimate.value = f"{work}: at least {least} (measured once it runs)"
+        else:
+            self.estimate.value = f"{work} (time measured once it runs)"
 
     def refresh(self) -> None:
         """Re-read the axes after the widget attached to another image."""
@@ -129,6 +176,9 @@ class PropagationControls(Section):
         self.worker.finished.connect(self._finished)
         self.propagate_button.enabled = False
         self.cancel_button.enabled = True
+        self.progress.max, self.progress.value = len(steps), 0
+        self.progress_text.value = f"starting: {len(steps)} {self._unit(propagation.frame_axis)}s"
+        self._run = {"start": time.perf_counter(), "frames": 0, "object_frames": 0}
         self.worker.start()
 
     def _write(self, propagation: LayerPropagation, result) -> None:
@@ -139,6 +189,20 @@ class PropagationControls(Section):
         except SAM2Error as err:
             self._notify(err)
             self.cancel()
+            return
+        frame, object_ids, _ = result
+        run = self._run
+        run["frames"] += 1
+        run["object_frames"] += len(object_ids)
+        elapsed = time.perf_counter() - run["start"]
+        left = elapsed / run["frames"] * (self.progress.max - run["frames"])
+        self.progress.value = run["frames"]
+        self.progress_text.value = (
+            f"{self._unit(propagation.frame_axis)} {frame} done, {run['frames']} of "
+            f"{self.progress.max}; about {_duration(left)} left"
+        )
+        if self.follow.value:
+            propagation.show_frame(frame)
 
     def cancel(self) -> None:
         """Stop after the frame being computed; frames already written stay."""
@@ -149,57 +213,25 @@ class PropagationControls(Section):
         # A cancelled worker leaves its generator open; closing it ends the engine's run.
         self._stream.close()
         self.worker = None
+        run, self._run = self._run, {}
+        if run.get("object_frames"):
+            rate = (time.perf_counter() - run["start"]) / run["object_frames"]
+            self._seconds_per_object_frame[id(self.annotation.segmenter)] = rate
         if self._alive:
             self.propagate_button.enabled = True
             self.cancel_button.enabled = False
+            done, total = run.get("frames", 0), self.progress.max
+            stopped = "finished" if done == total else "stopped"
+            self.progress_text.value = f"{stopped}: {done} of {total} written"
+            self.update_estimate()
 
-    # -- export -------------------------------------------------------------------------------
-    def _labels_stack(self) -> np.ndarray:
-        """The (frames, rows, cols) labels at the current position of the other sliders."""
-        if self.propagation is None:
-            raise SAM2Error("Propagate first: exports follow the propagated axis.")
-        plane = self.propagation.plane(0)
-        index = list(plane.labels_index())
-        axis = self.propagation.frame_axis
-        labels_axis = axis - (plane.channel_axis is not None and plane.channel_axis < axis)
-        index[labels_axis] = slice(None)
-        stack = np.asarray(self.annotation.labels_layer.data[tuple(index)])
-        kept = [ax for ax, i in enumerate(index) if isinstance(i, slice)]
-        return np.moveaxis(stack, kept.index(labels_axis), 0)
 
-    def add_tracks(self) -> None:
-        try:
-            stack = self._labels_stack()
-        except SAM2Error as err:
-            self._notify(err)
-            return
-        data = tracks(stack)
-        if not len(data):
-            show_warning("There are no labels to track yet.")
-            return
-        viewer = self.annotation.viewer
-        if TRACKS_LAYER in viewer.layers:
-            viewer.layers.remove(TRACKS_LAYER)
-        viewer.add_tracks(data, name=TRACKS_LAYER)
-
-    def export(self) -> None:
-        path = str(self.export_path.value)
-        try:
-            stack = self._labels_stack()
-            if path.lower().endswith(".csv"):
-                source = self.propagation.session.source
-                axes = [source.frame_axis] + (
-                    [] if source.channel_axis is None else [source.channel_axis]
-                )
-                image = np.moveaxis(source.data, axes, list(range(len(axes))))
-                channel_axis = None if source.channel_axis is None else 1
-                written = save_table_csv(measure_table(stack, image, 0, channel_axis), path)
-            else:
-                written = save_labels(stack, path)
-        except (SAM2Error, OSError) as err:
-            self._notify(err)
-            return
-        show_info(f"Saved {written}")
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _pass_through(stream):

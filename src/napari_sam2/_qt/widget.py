@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 import torch
@@ -27,6 +28,7 @@ from ..layers.intensities import AUTO, MODES
 from . import workers
 from .apps import AppsControls
 from .automatic import AutomaticControls
+from .export import ExportControls
 from .propagation import PropagationControls
 
 NEW_OBJECT_KEY = "n"
@@ -92,6 +94,7 @@ class SAM2Widget(Container):
         self.automatic = AutomaticControls(self.session, _notify)
         self.propagation = PropagationControls(self.session, _notify)
         self.apps = AppsControls(self.session, _notify)
+        self.export = ExportControls(self.session, _notify, self._frame_axis)
         self.extend(
             [
                 self.model,
@@ -120,6 +123,7 @@ class SAM2Widget(Container):
             ("Propagate", self.propagation),
             ("Segment everything", self.automatic),
             ("Objects", self.apps),
+            ("Export", self.export),
         ):
             self.tabs.addTab(section.native, title)
         self.native.layout().addWidget(self.tabs)
@@ -130,7 +134,7 @@ class SAM2Widget(Container):
         self.polarity_button.changed.connect(lambda: self.session.toggle_polarity())
         self.refine_button.changed.connect(lambda: self._run(self.session.label_request))
         self.overwrite.changed.connect(lambda v: setattr(self.session, "overwrite", v))
-        self.image.changed.connect(lambda _: self.channel_axis.reset_choices())
+        self.image.changed.connect(self._image_chosen)
         self.session.model_changed.connect(self._show_model)
         self.object_id.changed.connect(self._choose_object)
         self.session.object_changed.connect(lambda i: setattr(self.object_id, "value", i))
@@ -179,6 +183,14 @@ class SAM2Widget(Container):
             return ["none"]
         return ["none", *(str(ax) for ax in range(layer.ndim - 2))]
 
+    def _image_chosen(self, layer) -> None:
+        self.channel_axis.reset_choices()
+        # The labels made for the previous image are not offered for another one. (== and not
+        # `is`: napari hands plugins proxies of the layers the combo boxes list.)
+        session = self.session
+        if layer != session.image_layer and self.labels.value == session.labels_layer:
+            self.labels.value = None
+
     def start(self) -> None:
         """Attach the session to the chosen image and wire the prompt layers to it."""
         if self.image.value is None:
@@ -200,6 +212,8 @@ class SAM2Widget(Container):
             layer.bind_key(
                 TOGGLE_POLARITY_KEY, lambda _: self.session.toggle_polarity(), overwrite=True
             )
+        self.labels.reset_choices()
+        self.labels.value = self.session.labels_layer
         self.viewer.layers.selection.active = self.session.points_layer
         self.propagation.refresh()
         if self.session.segmenter is None:
@@ -218,6 +232,7 @@ class SAM2Widget(Container):
         # Restyle finished edits only ("added", not "adding"): a box being drawn is left alone.
         if not str(getattr(event, "action", "")).endswith("ing"):
             self.session.refresh_prompt_colors()
+            self.propagation.update_estimate()
         self._schedule()
 
     def _schedule(self) -> None:
@@ -256,10 +271,22 @@ class SAM2Widget(Container):
         quiet = {"_progress": False} if embedded == self._last_embedded else {}
         worker = workers.segment(self.session.segmenter, request, **quiet)
         worker.returned.connect(lambda _: setattr(self, "_last_embedded", embedded))
+        seg = self.session.segmenter
+        timing = (seg, seg.session.embeddings_computed, time.perf_counter())
+        worker.returned.connect(lambda _: self._timed(*timing))
         worker.returned.connect(lambda results: self._apply(request, results))
         worker.errored.connect(_notify)
         worker.finished.connect(self._finished)
         worker.start()
+
+    def _timed(self, segmenter, embeddings_before: int, started: float) -> None:
+        """Keep how long a click that embedded its plane took, for propagation's estimate."""
+        if self._alive and segmenter.session.embeddings_computed > embeddings_before:
+            self.session.embed_seconds = time.perf_counter() - started
+
+    def _frame_axis(self) -> int | None:
+        """The axis chosen on the Propagate tab, or None for a 2D image."""
+        return self.propagation.frame_axis.value if self.propagation.frame_axis.choices else None
 
     def _apply(self, request, results: dict) -> None:
         if not self._alive:
@@ -287,5 +314,7 @@ def _notify(err: Exception) -> None:
     """User mistakes become a warning notification; anything else an error one, never raised."""
     if isinstance(err, SAM2Error | ValueError):
         show_warning(str(err))
+    elif isinstance(err, OSError) and err.filename:  # a missing folder, no permission, ...
+        show_warning(f"{err.strerror or err}: {err.filename}")
     else:
         show_error(f"SAM2 failed: {type(err).__name__}: {err}")

@@ -73,6 +73,7 @@ class AnnotationSession:
         self.object_id = 1
         self.positive = True
         self.intensity_mode = AUTO
+        self.embed_seconds: float | None = None  # a click that embedded its plane took this
         self._intensities = IntensityChooser()
         self._applied: dict[tuple, tuple] = {}
         self._written: dict[tuple, np.ndarray] = {}
@@ -382,7 +383,9 @@ class AnnotationSession:
         for obj, mask in results.items():
             key = (request.plane.key, obj)
             if isinstance(mask, SAM2Error):
+                # Said once: these prompts are not asked for again until they change.
                 problems.append(f"Object {obj}: {mask}")
+                self._applied[key] = prompt_fingerprint(request.prompts[obj])
                 continue
             previous = self._written.pop(key, None)
             written = write_object(

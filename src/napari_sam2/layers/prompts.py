@@ -73,6 +73,15 @@ def object_prompts(points_layer, shapes_layer, image_layer, plane: Plane) -> dic
     return out
 
 
+def prompted_objects(points_layer, shapes_layer) -> set[int]:
+    """The ids of every object with a point or a box anywhere in the stack."""
+    ids: set[int] = set()
+    for layer in (points_layer, shapes_layer):
+        if layer is not None and len(layer.data):
+            ids.update(_feature(layer, OBJECT_ID, 1, len(layer.data)).astype(int).tolist())
+    return ids
+
+
 def prompt_fingerprint(prompts: PromptSet) -> tuple:
     """A hashable summary used to tell which objects' prompts changed."""
     pts = None if prompts.points is None else np.round(prompts.points, 3).tobytes()
