@@ -211,10 +211,12 @@ def bench_engine(seg, image, clicks, dtype, args, record, fields) -> None:
 
 
 def time_session_clicks(viewer, seg, image, clicks, args, record, fields, after_apply=None):
-    """Click → Labels updated, driving ``AnnotationSession.request/compute/apply`` step by step
+    """Click → Labels updated, driving ``AnnotationSession.request``, ``compute`` and
+    ``AnnotationSession.apply`` step by step
     (in this thread, as the GUI thread does); ``after_apply`` runs the events that follow
     (a Qt viewer's redraw) and is timed too."""
     from napari_sam2.layers.annotation import AnnotationSession
+    from napari_sam2.layers.segmentation import compute
 
     path = "session" if after_apply else "viewer-model"
     layer = viewer.add_image(image)
@@ -233,7 +235,7 @@ def time_session_clicks(viewer, seg, image, clicks, args, record, fields, after_
         t1 = time.perf_counter()
         request = session.request()
         t2 = time.perf_counter()
-        results = session.compute(seg, request)
+        results = compute(seg, request)
         t3 = time.perf_counter()
         session.apply(request, results)
         t4 = time.perf_counter()

@@ -75,21 +75,21 @@ def test_nan_and_inf_pixels(viewer_widget, qtbot):
 def test_layer_removed_while_segmenting(
     viewer_widget, cells_image, qtbot, notifications, monkeypatch
 ):
-    from napari_sam2.layers.annotation import AnnotationSession
+    from napari_sam2.layers import segmentation
 
     viewer, widget = viewer_widget
     layer = viewer.add_image(cells_image)
     session = start(widget, layer)
     labels = session.labels_layer
     started = []
-    compute = AnnotationSession.compute
+    compute = segmentation.compute
 
     def slow_compute(segmenter, request):
         started.append(True)
         time.sleep(1.0)
         return compute(segmenter, request)
 
-    monkeypatch.setattr(AnnotationSession, "compute", staticmethod(slow_compute))
+    monkeypatch.setattr(segmentation, "compute", slow_compute)
     session.points_layer.add([[30, 35]])
     qtbot.waitUntil(lambda: bool(started), timeout=10_000)
     viewer.layers.remove(layer)

@@ -267,3 +267,27 @@ def test_only_clicks_that_embed_show_a_progress_bar(viewer_widget, qtbot):
     assert [bar.desc for bar in bars] == ["SAM2: segmenting"] * 2
     assert session.segmenter.session.embeddings_computed == 2
     assert (session.labels_layer.data[0] > 0).any() and (session.labels_layer.data[1] > 0).any()
+
+
+def test_clicks_on_a_dask_image_read_its_plane_once(viewer_widget, cells_image, qtbot):
+    import dask.array as da
+
+    viewer, widget = viewer_widget
+    reads = []
+
+    def read(block):
+        reads.append(block.shape)
+        return block
+
+    lazy = da.from_array(np.stack([cells_image] * 3), chunks=(1, 32, 40)).map_blocks(read)
+    layer = viewer.add_image(lazy, contrast_limits=(200, 3500))
+    session = start(widget, layer)
+    viewer.dims.set_current_step(0, 1)
+    reads.clear()
+    session.points_layer.add([[1, 30, 35]])
+    settle(widget, qtbot)
+    first = len(reads)
+    session.points_layer.add([[1, 25, 30]])
+    settle(widget, qtbot)
+    assert (session.labels_layer.data[1] == 1).any()
+    assert len(reads) == first  # the second click read nothing from the dask array

@@ -21,7 +21,7 @@ import torchvision  # noqa: E402, F401
 from napari.qt.threading import thread_worker  # noqa: E402
 
 from ..engine.segmenter import Segmenter
-from ..layers.annotation import AnnotationSession, SegmentationRequest
+from ..layers import segmentation
 
 
 # ignore_errors: the widget connects ``errored`` to a notification instead of a re-raise.
@@ -31,5 +31,5 @@ def load_model(model: str, device: str | None, checkpoint: str | None) -> Segmen
 
 
 @thread_worker(progress={"total": 0, "desc": "SAM2: segmenting"}, ignore_errors=True)
-def segment(segmenter: Segmenter, request: SegmentationRequest) -> dict:
-    return AnnotationSession.compute(segmenter, request)
+def segment(segmenter: Segmenter, request: segmentation.SegmentationRequest) -> dict:
+    return segmentation.compute(segmenter, request)

@@ -1,18 +1,15 @@
 """``AnnotationSession``: the state the dock widget shows, and the steps of one segmentation.
 
-The widget follows this object's signals and runs ``compute`` in a worker thread; everything
-that touches layers (``request`` and ``apply``) runs in the GUI thread.
+The widget follows this object's signals and runs ``segmentation.compute`` in a worker thread;
+everything that touches layers (``request`` and ``apply``) runs in the GUI thread.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 from psygnal import Signal
 
 from ..engine.errors import SAM2Error
-from ..engine.frames import Normalization, select_channels
 from ..engine.prompts import PromptSet
 from ..engine.segmenter import Segmenter
 from . import names
@@ -30,26 +27,10 @@ from .prompts import (
     point_style,
     prompt_fingerprint,
 )
+from .segmentation import PlaneReader, SegmentationRequest
 
 # The modifier of a click that selects the object under it (vispy reports ⌘ as Control too).
 PICK_MODIFIER = "Control"
-
-
-@dataclass
-class SegmentationRequest:
-    """What to segment: a plane of an image, and the objects whose prompts changed there.
-
-    ``prompts`` maps object id → its prompts, or None when the object lost all its prompts
-    on this plane (its mask is then removed).
-    """
-
-    image_layer: object
-    labels_layer: object
-    data: object
-    plane: Plane
-    channels: tuple[int, ...] | None
-    normalization: Normalization
-    prompts: dict[int, PromptSet | None]
 
 
 class AnnotationSession:
@@ -74,6 +55,7 @@ class AnnotationSession:
         self.positive = True
         self.intensity_mode = AUTO
         self.embed_seconds: float | None = None  # a click that embedded its plane took this
+        self.planes = PlaneReader()
         self._intensities = IntensityChooser()
         self._applied: dict[tuple, tuple] = {}
         self._written: dict[tuple, np.ndarray] = {}
@@ -323,6 +305,7 @@ class AnnotationSession:
             self.channels,
             self.intensities().normalization,
             prompts or {},
+            self.planes,
         )
 
     def label_request(self) -> SegmentationRequest:
@@ -344,27 +327,6 @@ class AnnotationSession:
         self._written[(plane.key, self.object_id)] = label
         request.prompts[self.object_id] = prompts
         return request
-
-    @staticmethod
-    def compute(segmenter: Segmenter, request: SegmentationRequest) -> dict:
-        """Embed the plane (cached) and predict each changed object; safe off the GUI thread.
-
-        Returns {object id: mask, or None to remove it, or a SAM2Error for a bad prompt}.
-        """
-        results: dict = {}
-        with segmenter.lock:
-            embed(segmenter, request)
-            for obj, prompts in request.prompts.items():
-                if prompts is None:
-                    results[obj] = None
-                    continue
-                try:
-                    results[obj] = segmenter.predict(
-                        prompts.points, prompts.point_labels, prompts.box, prompts.mask
-                    )
-                except SAM2Error as err:
-                    results[obj] = err
-        return results
 
     def record_written(self, plane: Plane, object_id: int, mask: np.ndarray) -> None:
         """Note what another writer (propagation) put on a plane for an object, so a later
@@ -397,15 +359,6 @@ class AnnotationSession:
                 self._written[key] = written
                 self._applied[key] = prompt_fingerprint(request.prompts[obj])
         return problems
-
-
-def embed(segmenter: Segmenter, request: SegmentationRequest) -> None:
-    """Read the request's plane and make it the segmenter's image (cached embeddings)."""
-    raw = request.plane.read(request.data)
-    channel_axis = -1 if raw.ndim == 3 else None
-    segmenter.set_plane(
-        select_channels(raw, channel_axis, request.channels), request.normalization
-    )
 
 
 def _drop(spatial: dict, channel_axis: int | None) -> dict:

@@ -9,8 +9,9 @@ import numpy as np
 from ..engine.automatic import Progress
 from ..engine.errors import SAM2Error
 from ..engine.segmenter import Segmenter
-from .annotation import AnnotationSession, SegmentationRequest, embed
+from .annotation import AnnotationSession
 from .labels import plane_indices
+from .segmentation import SegmentationRequest, embed
 
 
 def segment_everything(
