@@ -2,7 +2,8 @@
 
 Run from the repository root under a display (or ``xvfb-run -a``):
 ``.venv/bin/python tools/docs_screenshots.py`` writes docs/images/{click,objects,timelapse,
-propagation,everything}.png.
+propagation,everything,correction}.png; correction.png needs the real nuclei stack in
+../shared/data/real-nuclei-3d (beside the repository).
 """
 
 from pathlib import Path
@@ -13,7 +14,9 @@ from napari_sam2.demo import cell_centres, open_viewer_with_widget, wait_until
 from napari_sam2.engine.synthetic import synthetic_clip
 from napari_sam2.sample_data import TIMELAPSE, cells, timelapse
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "images"
+REAL = ROOT.parent / "shared" / "data" / "real-nuclei-3d"
 
 
 def shoot(viewer, name: str) -> None:
@@ -86,7 +89,46 @@ def everything() -> None:
     viewer.close()
 
 
+def correction() -> None:
+    """Real nuclei, packaged micro model: two objects clicked, then each corrected after the
+    fact by picking it again (as Ctrl-click does) — a negative click cuts the neighbour off
+    object 1, a second positive click completes object 2."""
+    import tifffile
+
+    z = 30
+    stack = tifffile.imread(REAL / "nuclei.tif")
+    truth = tifffile.imread(REAL / "nuclei_label.tif")[z]
+    # (nucleus, its deepest pixel, the correcting click, its polarity), measured beforehand
+    objects = [(18, (25, 255), (36, 235), False), (2, (137, 32), (132, 63), True)]
+    viewer, widget = open_viewer_with_widget(stack, name="real nuclei (confocal)")
+    session, labels = widget.session, widget.session.labels_layer
+    viewer.dims.set_current_step(0, z)
+
+    def iou(object_id: int, nucleus: int) -> float:
+        mine, true = labels.data[z] == object_id, truth == nucleus
+        return (mine & true).sum() / (mine | true).sum()
+
+    for object_id, (_, click, _, _) in enumerate(objects, start=1):
+        session.set_object(object_id)
+        session.points_layer.add([[z, *click]])
+        settle(widget)
+    before = [iou(n, nucleus) for n, (nucleus, *_) in enumerate(objects, start=1)]
+    for _, click, fix, positive in objects:
+        session.pick_object(labels.data_to_world([z, *click]))
+        session.set_positive(positive)
+        session.points_layer.add([[z, *fix]])
+        settle(widget)
+    for n, (nucleus, *_) in enumerate(objects, start=1):
+        print(f"object {n} (nucleus {nucleus}): IoU {before[n - 1]:.2f} -> {iou(n, nucleus):.2f}")
+    session.pick_object(labels.data_to_world([z, *objects[0][1]]))
+    viewer.window.resize(1900, 1000)
+    viewer.reset_view()
+    shoot(viewer, "correction.png")
+    viewer.close()
+
+
 if __name__ == "__main__":
+    correction()
     click_and_box()
     timelapse_plane()
     propagation()

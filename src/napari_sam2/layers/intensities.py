@@ -30,7 +30,7 @@ class Intensities:
 
     def describe(self) -> str:
         low, high = self.limits
-        return f"{low:.4g}–{high:.4g}: {self.source}"
+        return f"{low:.6g}–{high:.6g}: {self.source}"
 
 
 class IntensityChooser:
@@ -56,7 +56,7 @@ class IntensityChooser:
         reason = self._unfitted(layer, layer_limits)
         if reason is None:
             return Intensities(layer_limits, "the layer's contrast limits")
-        return Intensities(self.percentiles(layer), f"stack percentiles 0.5–99.8 % ({reason})")
+        return Intensities(self.percentiles(layer), f"percentiles of the stack ({reason})")
 
     def _unfitted(self, layer, limits: Normalization) -> str | None:
         """Why the layer's limits do not fit its data, or None where they do."""
@@ -65,12 +65,9 @@ class IntensityChooser:
         if dtype.kind in "iu" and not layer.rgb:
             info = np.iinfo(dtype)
             if low <= info.min and high >= info.max:
-                return f"the layer's limits {low:.6g}–{high:.6g} span the whole {dtype} range"
+                return f"the layer's {low:.6g}–{high:.6g} is the whole {dtype} range"
         data = self.percentiles(layer)
         filled = (data.high[0] - data.low[0]) / (high - low)
         if filled < MIN_FILLED:
-            return (
-                f"the layer's limits {low:.6g}–{high:.6g} are {1 / filled:.0f}× wider "
-                "than the data"
-            )
+            return f"the layer's {low:.6g}–{high:.6g} is {1 / filled:.0f}× wider than the data"
         return None
