@@ -81,7 +81,7 @@ def propagation() -> None:
 
 def everything() -> None:
     viewer, widget = open_viewer_with_widget(cells()[0][0], name="synthetic cells")
-    widget.tabs.setCurrentIndex(1)
+    widget.tabs.setCurrentIndex(2)
     widget.automatic.run_button.native.click()
     wait_until(lambda: widget.automatic.worker is None, 600)
     viewer.layers.selection.active = widget.session.labels_layer

@@ -12,7 +12,7 @@ from napari.utils.notifications import show_warning
 
 from ..engine.errors import SAM2Error
 from ..engine.video import DIRECTIONS
-from ..layers.plane import displayed_plane
+from ..layers.plane import displayed_plane, move_to_frame
 from ..layers.prompts import prompted_objects
 from ..layers.propagation import LayerPropagation, frame_axes
 from .section import Section
@@ -202,7 +202,7 @@ class PropagationControls(Section):
             f"{self.progress.max}; about {_duration(left)} left"
         )
         if self.follow.value:
-            propagation.show_frame(frame)
+            move_to_frame(self.annotation.viewer, propagation.layer, propagation.frame_axis, frame)
 
     def cancel(self) -> None:
         """Stop after the frame being computed; frames already written stay."""
@@ -218,6 +218,7 @@ class PropagationControls(Section):
             rate = (time.perf_counter() - run["start"]) / run["object_frames"]
             self._seconds_per_object_frame[id(self.annotation.segmenter)] = rate
         if self._alive:
+            self.annotation.objects_changed.emit()
             self.propagate_button.enabled = True
             self.cancel_button.enabled = False
             done, total = run.get("frames", 0), self.progress.max

@@ -29,6 +29,7 @@ from . import workers
 from .apps import AppsControls
 from .automatic import AutomaticControls
 from .export import ExportControls
+from .objects_panel import ObjectsPanel
 from .propagation import PropagationControls
 
 NEW_OBJECT_KEY = "n"
@@ -95,6 +96,7 @@ class SAM2Widget(Container):
         self.propagation = PropagationControls(self.session, _notify)
         self.apps = AppsControls(self.session, _notify)
         self.export = ExportControls(self.session, _notify, self._frame_axis)
+        self.objects = ObjectsPanel(self.session, _notify, self._frame_axis)
         self.extend(
             [
                 self.model,
@@ -121,12 +123,14 @@ class SAM2Widget(Container):
         self.tabs = QTabWidget()
         for title, section in (
             ("Propagate", self.propagation),
+            ("Objects", self.objects),
             ("Segment everything", self.automatic),
-            ("Objects", self.apps),
+            ("Extract", self.apps),
             ("Export", self.export),
         ):
             self.tabs.addTab(section.native, title)
         self.native.layout().addWidget(self.tabs)
+        self.tabs.currentChanged.connect(self._tab_shown)
 
         self.load_button.changed.connect(self.load_model)
         self.start_button.changed.connect(self.start)
@@ -143,6 +147,10 @@ class SAM2Widget(Container):
         self.session.intensities_changed.connect(
             lambda text: setattr(self.intensities, "value", text)
         )
+
+    def _tab_shown(self, _index: int) -> None:
+        self.objects.shown = self.tabs.currentWidget() is self.objects.native
+        self.objects.refresh_if_shown()
 
     # -- model --------------------------------------------------------------------------------
     def load_model(self) -> None:
@@ -229,10 +237,12 @@ class SAM2Widget(Container):
 
     # -- segmentation -------------------------------------------------------------------------
     def _on_prompts_changed(self, event=None) -> None:
-        # Restyle finished edits only ("added", not "adding"): a box being drawn is left alone.
-        if not str(getattr(event, "action", "")).endswith("ing"):
-            self.session.refresh_prompt_colors()
-            self.propagation.update_estimate()
+        # Finished edits only ("added", not "adding"): napari announces an edit before making
+        # it, and segmenting the prompts as they were would write a mask only to undo it.
+        if str(getattr(event, "action", "")).endswith("ing"):
+            return
+        self.session.refresh_prompt_colors()
+        self.propagation.update_estimate()
         self._schedule()
 
     def _schedule(self) -> None:

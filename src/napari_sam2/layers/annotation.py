@@ -40,6 +40,7 @@ class AnnotationSession:
     object_changed = Signal(int)
     positive_changed = Signal(bool)
     intensities_changed = Signal(str)  # what the model sees, for the widget to show
+    objects_changed = Signal()  # masks were written: the objects panel re-reads them
 
     def __init__(self, viewer):
         self.viewer = viewer
@@ -56,6 +57,7 @@ class AnnotationSession:
         self.intensity_mode = AUTO
         self.embed_seconds: float | None = None  # a click that embedded its plane took this
         self.planes = PlaneReader()
+        self.names: dict[int, str] = {}  # object id → the name a user gave it
         self._intensities = IntensityChooser()
         self._applied: dict[tuple, tuple] = {}
         self._written: dict[tuple, np.ndarray] = {}
@@ -328,6 +330,13 @@ class AnnotationSession:
         request.prompts[self.object_id] = prompts
         return request
 
+    def forget_object(self, object_id: int) -> None:
+        """Drop what was remembered of an object's masks, so that its prompts being removed or
+        moved to another object is no change to segment."""
+        for kept in (self._applied, self._written):
+            for key in [key for key in kept if key[1] == object_id]:
+                del kept[key]
+
     def record_written(self, plane: Plane, object_id: int, mask: np.ndarray) -> None:
         """Note what another writer (propagation) put on a plane for an object, so a later
         click on that plane replaces it rather than adding to it."""
@@ -358,6 +367,7 @@ class AnnotationSession:
             else:
                 self._written[key] = written
                 self._applied[key] = prompt_fingerprint(request.prompts[obj])
+        self.objects_changed.emit()
         return problems
 
 

@@ -102,3 +102,11 @@ def to_image_coords(source_layer, image_layer, coords: np.ndarray) -> np.ndarray
         world = np.asarray(source_layer.data_to_world(point))
         out[n] = np.asarray(image_layer.world_to_data(world))[-image_layer.ndim :]
     return out
+
+
+def move_to_frame(viewer, layer, axis: int, frame: int) -> None:
+    """Move the viewer's slider of ``layer``'s data axis ``axis`` to ``frame``."""
+    point = np.zeros(layer.ndim)
+    point[axis] = frame
+    world = layer.data_to_world(point)[axis]
+    viewer.dims.set_point(viewer.dims.ndim - layer.ndim + axis, world)

@@ -200,16 +200,6 @@ class LayerPropagation:
         if shown and not np.array_equal(before, region):  # the prompted frame often is not
             labels.refresh()
 
-    def show_frame(self, frame: int) -> None:
-        """Move the viewer's slider of the frame axis to ``frame``."""
-        viewer = self.annotation.viewer
-        position = [0 if i is None else i for i in self._here.index]
-        position[self.frame_axis] = frame
-        world = self.layer.data_to_world(position)
-        viewer.dims.set_point(
-            viewer.dims.ndim - self.layer.ndim + self.frame_axis, world[self.frame_axis]
-        )
-
     def _shown(self, plane: Plane) -> bool:
         """Whether the viewer shows this plane now. Only then does a write need a redraw:
         napari reads another frame afresh when the user moves there, and redrawing for every

@@ -1,0 +1,111 @@
+"""The objects panel of the dock widget: every object with its colour, name and frames;
+selecting one picks it and shows its first frame; rename, merge and delete."""
+
+from __future__ import annotations
+
+from magicgui.widgets import PushButton, SpinBox
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
+
+from ..engine.errors import SAM2Error
+from ..layers.objects import ObjectRow, delete_object, merge_objects, object_rows, show_object
+from .section import Section
+
+COLUMNS = ("", "id", "name", "frames", "prompted on")
+
+
+def _frames_text(frames: tuple[int, ...]) -> str:
+    """Frames as runs, "0-12, 15-20"."""
+    runs: list[list[int]] = []
+    for frame in frames:
+        if runs and frame == runs[-1][-1] + 1:
+            runs[-1].append(frame)
+        else:
+            runs.append([frame])
+    return ", ".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+class ObjectsPanel(Section):
+    """A table of the annotation's objects; ``frame_axis`` gives the axis frames are counted
+    along (None for a 2D image)."""
+
+    def __init__(self, annotation, notify, frame_axis):
+        super().__init__(annotation, notify)
+        self._frame_axis = frame_axis
+        self.rows: list[ObjectRow] = []
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.refresh_button = PushButton(text="Refresh list")
+        self.merge_from = SpinBox(label="Merge object", min=1, max=2**31 - 1, value=1)
+        self.merge_button = PushButton(text="into the selected one")
+        self.delete_button = PushButton(text="Delete selected object")
+        self.native.layout().addWidget(self.table)
+        self.extend([self.refresh_button, self.merge_from, self.merge_button, self.delete_button])
+        self.refresh_button.changed.connect(self.refresh)
+        self.merge_button.changed.connect(self.merge)
+        self.delete_button.changed.connect(self.delete)
+        self.table.itemSelectionChanged.connect(self._selected)
+        self.table.itemChanged.connect(self._renamed)
+        self.shown = False  # the widget says when its tab is the current one
+        annotation.objects_changed.connect(self.refresh_if_shown)
+
+    def refresh_if_shown(self) -> None:
+        """Re-read the objects if the panel is on screen (it reads every labelled frame)."""
+        if self._alive and self.shown:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the objects from the layers."""
+        annotation = self.annotation
+        self.rows = (
+            [] if annotation.labels_layer is None else object_rows(annotation, self._frame_axis())
+        )
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(self.rows))
+        for n, row in enumerate(self.rows):
+            swatch = QTableWidgetItem("")
+            swatch.setBackground(QColor.fromRgbF(*row.color))
+            cells = [swatch, QTableWidgetItem(str(row.object_id)), QTableWidgetItem(row.name)]
+            cells += [QTableWidgetItem(_frames_text(f)) for f in (row.frames, row.prompted)]
+            for column, cell in enumerate(cells):
+                if column != 2:  # only the name is edited in the table
+                    cell.setFlags(cell.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                self.table.setItem(n, column, cell)
+        self.table.blockSignals(False)
+
+    def selected(self) -> ObjectRow | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.rows[rows[0].row()] if rows else None
+
+    def _selected(self) -> None:
+        row = self.selected()
+        if row is not None:
+            show_object(self.annotation, row, self._frame_axis())
+
+    def _renamed(self, item: QTableWidgetItem) -> None:
+        if item.column() == 2:
+            object_id = self.rows[item.row()].object_id
+            self.annotation.names[object_id] = item.text().strip()
+
+    def _act(self, action) -> None:
+        row = self.selected()
+        try:
+            if row is None:
+                raise SAM2Error("Select an object in the list first.")
+            action(row)
+        except SAM2Error as err:
+            self._notify(err)
+            return
+        self.refresh()
+
+    def delete(self) -> None:
+        """Delete the selected object: its labels (one undoable edit) and its prompts."""
+        self._act(lambda row: delete_object(self.annotation, row.object_id))
+
+    def merge(self) -> None:
+        """Merge the object given in *Merge object* into the selected one."""
+        self._act(lambda row: merge_objects(self.annotation, row.object_id, self.merge_from.value))
