@@ -15,13 +15,10 @@ import torch
 
 from napari_sam2 import SAM2Error
 from napari_sam2.engine import models
-from napari_sam2.engine.video import (
-    ModelFrames,
-    PropagationSession,
-    frame_source_for,
-    install_memory_dtype_fix,
-    write_labels,
-)
+from napari_sam2.engine.video.reading import ModelFrames, frame_source_for
+from napari_sam2.engine.video.runtime import install_memory_dtype_fix
+from napari_sam2.engine.video.session import PropagationSession
+from napari_sam2.engine.video.stream import write_labels
 
 from .masks import centre, iou
 

@@ -10,7 +10,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 
 from ..engine.errors import SAM2Error
-from ..engine.video import DIRECTIONS
+from ..engine.video.planning import DIRECTIONS
 from ..layers.plane import displayed_plane
 from ..layers.propagation import LayerPropagation, frame_axes
 from ..measure import measure_table, save_labels, save_table_csv, tracks

@@ -15,7 +15,9 @@ from .frames import Normalization, model_input, select_channels, shrink_factor, 
 from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
 from .prompts import PromptSet
-from .video import Frames, FrameStream, PropagationSession, frame_source_for, warm_up
+from .video.reading import frame_source_for
+from .video.session import PropagationSession, warm_up
+from .video.stream import Frames, FrameStream
 
 
 class Segmenter:

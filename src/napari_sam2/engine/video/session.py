@@ -1,0 +1,330 @@
+"""``PropagationSession``: prompts and tracking memory of objects over one stack.
+
+Frames are prepared lazily (``reading``) and every tracking step is sam2's own code; the
+session decides which frames to run, shares the image features between objects, and forgets
+the per-frame memory the model will never attend to again, so memory stays flat as the number
+of frames grows.
+
+Each object gets its own inference state (all states share the frames and the image features).
+That is what lets a correction re-run one object from the corrected frame to its next prompted
+frame, and a new object join without re-running the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+
+from ..cuda_graphs import tracking_graphs
+from ..errors import SAM2Error
+from ..frames import FrameSource, Normalization
+from ..models import inference_context
+from ..prompts import PromptSet
+from .features import SharedFeatures
+from .planning import Step, plan_steps
+from .reading import ModelFrames
+from .runtime import (
+    OutOfMemoryAdvice,
+    attention_kernels,
+    install_memory_dtype_fix,
+)
+from .states import add_prompt, forget, new_state, stored_frames, track
+from .stream import Frames, FrameStream, MasksToHost
+
+
+class PropagationSession:
+    """Prompts and tracking memory of objects over one stack, kept between propagation runs.
+
+    >>> session = PropagationSession(model, FrameSource(stack))      # doctest: +SKIP
+    >>> session.add_prompts({0: {1: dict(points=[(30, 40)])}})       # doctest: +SKIP
+    >>> for frame, ids, masks in session.propagate("both"):          # doctest: +SKIP
+    ...     ...
+
+    Corrections: add prompts on frame ``k`` for the objects to fix, then
+    ``propagate(direction, start_frame=k, objects=[...], stop_at_next_prompt=True)`` (or just
+    ``correct``) recomputes those objects from ``k`` up to, not including, their next prompted
+    frame in that direction; every other frame and object is left alone. A new object joins by
+    adding its prompts and propagating with ``objects=[new_id]``. Every prompted frame is a
+    conditioning frame ("anchor") of its object. A correction made of clicks edits the mask the
+    session last computed on that frame if it still holds it; pass ``mask=`` (the current mask)
+    with the clicks to edit a given mask instead.
+
+    Memory: per object, the session keeps the outputs of its prompted frames and of the frames
+    within ``memory_window`` of them or of the frame being tracked (the model attends to at most
+    ``num_maskmem`` previous memories and ``max_obj_ptrs_in_encoder`` object pointers); the rest
+    is dropped as tracking moves on.
+
+    Speed on CUDA: ``batch_size`` frames are encoded at once (default 8), and with
+    ``cuda_graphs`` (default) the tracking step's memory attention, mask heads and memory
+    encoder are replayed as CUDA graphs once their input shapes repeat (see ``cuda_graphs``).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        source: FrameSource,
+        frame_range: tuple[int, int] | None = None,
+        batch_size: int | None = None,
+        cuda_graphs: bool = True,
+    ):
+        from sam2.sam2_video_predictor import SAM2VideoPredictor
+
+        if not isinstance(model, SAM2VideoPredictor):
+            raise SAM2Error("Propagation needs a model built as sam2's SAM2VideoPredictor.")
+        self.model = model
+        self.source = source
+        self.device = model.device
+        n = len(source)
+        start, stop = (0, n) if frame_range is None else (int(frame_range[0]), int(frame_range[1]))
+        if not 0 <= start < stop <= n:
+            raise SAM2Error(
+                f"Frame range {frame_range} does not fit the {n} frames: give (first, stop) "
+                f"with 0 <= first < stop <= {n}."
+            )
+        self.frame_range = (start, stop)
+        self.cuda_graphs = cuda_graphs
+        on_gpu = self.device.type == "cuda"
+        if batch_size is None:
+            batch_size = 8 if on_gpu else 1
+        ahead = 2 * batch_size if on_gpu else 2
+        self.frames = ModelFrames(
+            source,
+            model.image_size,
+            read_ahead=ahead,
+            device=self.device if on_gpu else "cpu",
+            workers=4 if on_gpu else 1,
+        )
+        self._features = SharedFeatures(model, self.frames, batch_size)
+        self.memory_window = (
+            max(
+                model.num_maskmem * model.memory_temporal_stride_for_eval + 1,
+                model.max_obj_ptrs_in_encoder,
+            )
+            + 1
+        )
+        self._states: dict[int, dict] = {}
+        self._anchors: dict[int, set[int]] = {}
+        self._pending: list[tuple[int, int, PromptSet]] = []  # checked, not yet in the model
+        self._running = False
+        install_memory_dtype_fix(model)
+
+    # ----------------------------------------------------------------------------- prompts
+    @property
+    def object_ids(self) -> list[int]:
+        return list(self._anchors)
+
+    def prompted_frames(self, object_id: int) -> list[int]:
+        return sorted(self._anchors.get(object_id, ()))
+
+    def add_prompts(self, prompts: Mapping[int, Mapping[int, dict | PromptSet]]) -> None:
+        """Add prompts: {frame index: {object id: dict(points=, point_labels=, box=, mask=)}}.
+
+        Points are (row, col), a box (min_row, min_col, max_row, max_col), a mask a boolean
+        (H, W) array, as for ``Segmenter.predict``. All prompts are checked here, before any
+        is used; the model reads them when the next run starts, in the thread that consumes
+        it (the prompted frames' image encoding takes seconds on a CPU, so a GUI must not
+        wait for it). A prompt replaces that object's earlier prompts on that frame.
+        """
+        self._check_idle()
+        checked = []
+        for frame, objects in prompts.items():
+            frame = self._check_frame(frame)
+            for object_id, prompt in objects.items():
+                if not isinstance(object_id, (int, np.integer)) or object_id < 1:
+                    raise SAM2Error(
+                        f"Object id {object_id!r} is not a positive integer: ids are label "
+                        "values, and 0 is the background."
+                    )
+                if not isinstance(prompt, PromptSet):
+                    prompt = PromptSet.from_arguments(**prompt)
+                checked.append((frame, int(object_id), prompt.validate(self.source.plane_shape)))
+        for frame, object_id, prompt in checked:
+            self._pending.append((frame, object_id, prompt))
+            self._anchors.setdefault(object_id, set()).add(frame)
+
+    def _check_frame(self, frame) -> int:
+        start, stop = self.frame_range
+        if not isinstance(frame, (int, np.integer)) or not start <= frame < stop:
+            raise SAM2Error(
+                f"Prompts on frame {frame!r} lie outside the frames {start}..{stop - 1} being "
+                "propagated: move them or widen the frame range."
+            )
+        return int(frame)
+
+    def _add(self, frame: int, object_id: int, prompt: PromptSet) -> None:
+        state = self._states.get(object_id)
+        with OutOfMemoryAdvice(self.device), inference_context(self.device):
+            if state is None:
+                template = next(iter(self._states.values()), None)
+                state = self._states[object_id] = new_state(self.model, self.frames, template)
+            add_prompt(self.model, state, frame, object_id, prompt)
+
+    # ------------------------------------------------------------------------- propagation
+    def plan(
+        self,
+        direction: str = "both",
+        objects=None,
+        start_frame: int | None = None,
+        stop_at_next_prompt: bool = False,
+    ) -> list[Step]:
+        """The frames ``propagate`` will yield with these arguments, in order (for progress)."""
+        ids = self._pick_objects(objects)
+        if start_frame is not None:
+            start_frame = self._check_frame(start_frame)
+        anchors = {oid: sorted(self._anchors[oid]) for oid in ids}
+        return plan_steps(anchors, self.frame_range, direction, start_frame, stop_at_next_prompt)
+
+    def _pick_objects(self, objects) -> list[int]:
+        if not self._anchors:
+            raise SAM2Error(
+                "No prompts: add points, a box or a mask for at least one object on one frame "
+                "before propagating."
+            )
+        if objects is None:
+            return list(self._anchors)
+        ids = [int(o) for o in objects]
+        unknown = [o for o in ids if o not in self._anchors]
+        if unknown:
+            raise SAM2Error(
+                f"Objects {unknown} have no prompts yet: prompt them on a frame first."
+            )
+        return ids
+
+    def propagate(
+        self,
+        direction: str = "both",
+        objects=None,
+        start_frame: int | None = None,
+        stop_at_next_prompt: bool = False,
+    ) -> FrameStream:
+        """Yield ``(frame_index, object_ids, masks)`` as frames finish; masks: bool (n, H, W).
+
+        "forward" runs from each object's first prompted frame (or ``start_frame``) to the end
+        of the range, "backward" from its last prompted frame (or ``start_frame``) to the start,
+        "both" forward then backward from its first prompted frame. With
+        ``stop_at_next_prompt`` a run stops before the object's next prompted frame. A frame may
+        come twice in "both" when objects start on different frames, each time with other
+        objects. ``len()`` of the stream is the number of items; closing it stops the work,
+        and what was yielded stays valid.
+        """
+        steps = self.plan(direction, objects, start_frame, stop_at_next_prompt)
+        return self.run(steps)
+
+    def correct(
+        self, frame: int, prompts: Mapping[int, dict | PromptSet], direction="both"
+    ) -> FrameStream:
+        """Add correction prompts {object id: prompt} on ``frame`` and re-run only those objects
+        from ``frame`` to their next prompted frame in ``direction`` (the frame itself included).
+        """
+        self.add_prompts({frame: prompts})
+        return self.run(self.plan(direction, list(prompts), frame, True))
+
+    def remove_object(self, object_id: int) -> None:
+        """Forget an object: its prompts and tracking memory (labels are the caller's)."""
+        self._check_idle()
+        self._states.pop(object_id, None)
+        self._anchors.pop(object_id, None)
+        self._pending = [p for p in self._pending if p[1] != object_id]
+
+    def run(self, steps: list[Step]) -> FrameStream:
+        """Yield the frames of ``steps`` (from ``plan``) as ``propagate`` does."""
+        self._check_idle()
+        return FrameStream(self._run(steps), len(steps))
+
+    def _check_idle(self) -> None:
+        if self._running:
+            raise SAM2Error(
+                "A propagation is already running on this stack: wait for it to finish or "
+                "cancel it before starting another or adding prompts."
+            )
+
+    def _run(self, steps: list[Step]) -> Frames:
+        self._check_idle()
+        self._running = True
+        running: dict[tuple[int, bool], tuple[Iterator, int]] = {}
+        try:
+            with tracking_graphs(self.model, self.cuda_graphs), attention_kernels(self.device):
+                while self._pending:  # each kept until the model has it (a failure retries it)
+                    self._add(*self._pending[0])
+                    self._pending.pop(0)
+                # On a GPU a frame is handed out once the next one is queued: its masks reach
+                # the host while the GPU works on, instead of the GPU idling while Python
+                # prepares each frame.
+                lag = 1 if self.device.type == "cuda" else 0
+                copying: list[MasksToHost] = []
+                for i, step in enumerate(steps):
+                    direction = -1 if step.reverse else 1
+                    self.frames.step = direction
+                    masks = []
+                    for oid in step.object_ids:
+                        key = (oid, step.reverse)
+                        if key not in running or running[key][1] != step.frame:
+                            running[key] = (self._track(oid, steps, i), step.frame)
+                        with OutOfMemoryAdvice(self.device), inference_context(self.device):
+                            masks.append(next(running[key][0]))
+                        running[key] = (running[key][0], step.frame + direction)
+                    self._features.forget_before(step.frame + direction, direction)
+                    copying.append(MasksToHost(step, masks))
+                    while len(copying) > lag:
+                        yield copying.pop(0).result()
+                while copying:
+                    yield copying.pop(0).result()
+        finally:
+            running.clear()
+            self._features.clear()
+            self._running = False
+
+    def _track(self, oid: int, steps: list[Step], i: int) -> Iterator[torch.Tensor]:
+        """Masks of one object over its run of consecutive frames starting at ``steps[i]``
+        (boolean, on the device)."""
+        first = steps[i]
+        direction = -1 if first.reverse else 1
+        last = first.frame
+        for s in steps[i + 1 :]:
+            if s.reverse != first.reverse:
+                break
+            if oid in s.object_ids:
+                if s.frame != last + direction:
+                    break
+                last = s.frame
+        state = self._states[oid]
+        run = track(self.model, state, self._features, first.frame, last, first.reverse)
+        for frame, logits in run:
+            forget(state, self._anchors[oid], frame, self.memory_window)
+            yield logits > 0
+
+    def stored_frames(self, object_id: int) -> int:
+        """How many frames' outputs the session holds for an object (tests memory bounds)."""
+        return stored_frames(self._states[object_id])
+
+    def close(self) -> None:
+        """Free the frames, features and states."""
+        self.frames.close()
+        self._features.clear()
+        self._states.clear()
+        self._anchors.clear()
+        self._pending.clear()
+
+    def __enter__(self) -> PropagationSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def warm_up(model: torch.nn.Module) -> None:
+    """Run clicks and tracked frames once on a tiny blank clip.
+
+    An accelerator loads each kernel and library handle the first time it is used, which
+    makes the first click or propagation about a second slower than the next. Loading a model
+    on CUDA or MPS ends with this, so that cost is paid while the user waits for the load.
+    The clip is long enough for one full batch of the image encoder.
+    """
+    clip = np.zeros((9, 64, 64), np.uint8)
+    blank = FrameSource(clip, normalization=Normalization((0.0,), (1.0,)))
+    with PropagationSession(model, blank) as session:
+        session.add_prompts({0: {1: dict(points=[(32, 32)])}})
+        for _ in session.propagate("forward"):
+            pass
