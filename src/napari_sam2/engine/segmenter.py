@@ -218,8 +218,10 @@ class Segmenter:
         "both". Masks are boolean (n_objects, H, W) arrays, yielded as frames finish; pass the
         stream to ``write_labels`` to fill a labels array. Bad input raises ``SAM2Error`` here,
         before any frame is computed. ``len()`` of the stream is the number of frames it will
-        yield; closing it cancels. For corrections and objects added later, keep a
-        ``propagation_session`` instead.
+        yield; closing it cancels. ``stream.confidence`` holds each object's per-frame
+        confidence in [0, 1] (NaN where not computed), filled as frames finish; each yielded
+        item also carries its objects' as ``.confidence``. For corrections and objects added
+        later, keep a ``propagation_session`` instead.
 
         >>> labels = np.zeros(stack.shape, np.uint16)                          # doctest: +SKIP
         >>> stream = seg.propagate(stack, {0: {1: dict(points=[(120, 80)])}})   # doctest: +SKIP
@@ -235,7 +237,7 @@ class Segmenter:
         except BaseException:
             session.close()
             raise
-        return FrameStream(_closing(session, session.run(steps)), len(steps))
+        return FrameStream(_closing(session, session.run(steps)), len(steps), session.confidence)
 
 
 def _closing(session: PropagationSession, frames: Frames) -> Frames:

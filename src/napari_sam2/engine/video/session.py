@@ -22,6 +22,7 @@ from ..errors import SAM2Error
 from ..frames import FrameSource, Normalization
 from ..models import inference_context
 from ..prompts import PromptSet
+from .confidence import confidence, install_score_capture, jump, summary, take_scores
 from .features import SharedFeatures
 from .planning import Step, plan_steps
 from .reading import ModelFrames
@@ -31,7 +32,7 @@ from .runtime import (
     install_memory_dtype_fix,
 )
 from .states import add_prompt, forget, new_state, stored_frames, track
-from .stream import Frames, FrameStream, MasksToHost
+from .stream import FrameResult, Frames, FrameStream, MasksToHost
 
 
 class PropagationSession:
@@ -107,8 +108,11 @@ class PropagationSession:
         self._states: dict[int, dict] = {}
         self._anchors: dict[int, set[int]] = {}
         self._pending: list[tuple[int, int, PromptSet]] = []  # checked, not yet in the model
+        self._scores: dict[int, dict[int, tuple]] = {}  # prompted frames' (see confidence)
+        self.confidence: dict[int, np.ndarray] = {}  # object id → one float a frame
         self._running = False
         install_memory_dtype_fix(model)
+        install_score_capture(model)
 
     # ----------------------------------------------------------------------------- prompts
     @property
@@ -159,7 +163,9 @@ class PropagationSession:
             if state is None:
                 template = next(iter(self._states.values()), None)
                 state = self._states[object_id] = new_state(self.model, self.frames, template)
+            take_scores()
             add_prompt(self.model, state, frame, object_id, prompt)
+            self._scores.setdefault(object_id, {})[frame] = take_scores()
 
     # ------------------------------------------------------------------------- propagation
     def plan(
@@ -226,12 +232,14 @@ class PropagationSession:
         self._check_idle()
         self._states.pop(object_id, None)
         self._anchors.pop(object_id, None)
+        self._scores.pop(object_id, None)
+        self.confidence.pop(object_id, None)
         self._pending = [p for p in self._pending if p[1] != object_id]
 
     def run(self, steps: list[Step]) -> FrameStream:
         """Yield the frames of ``steps`` (from ``plan``) as ``propagate`` does."""
         self._check_idle()
-        return FrameStream(self._run(steps), len(steps))
+        return FrameStream(self._run(steps), len(steps), self.confidence)
 
     def _check_idle(self) -> None:
         if self._running:
@@ -257,28 +265,41 @@ class PropagationSession:
                 for i, step in enumerate(steps):
                     direction = -1 if step.reverse else 1
                     self.frames.step = direction
-                    masks = []
+                    masks, confidence = [], []
                     for oid in step.object_ids:
                         key = (oid, step.reverse)
                         if key not in running or running[key][1] != step.frame:
                             running[key] = (self._track(oid, steps, i), step.frame)
                         with OutOfMemoryAdvice(self.device), inference_context(self.device):
-                            masks.append(next(running[key][0]))
+                            mask, score = next(running[key][0])
+                        masks.append(mask)
+                        confidence.append(score)
                         running[key] = (running[key][0], step.frame + direction)
                     self._features.forget_before(step.frame + direction, direction)
-                    copying.append(MasksToHost(step, masks))
+                    copying.append(MasksToHost(step, masks, confidence))
                     while len(copying) > lag:
-                        yield copying.pop(0).result()
+                        yield self._finished(copying.pop(0).result())
                 while copying:
-                    yield copying.pop(0).result()
+                    yield self._finished(copying.pop(0).result())
         finally:
             running.clear()
             self._features.clear()
             self._running = False
 
-    def _track(self, oid: int, steps: list[Step], i: int) -> Iterator[torch.Tensor]:
-        """Masks of one object over its run of consecutive frames starting at ``steps[i]``
-        (boolean, on the device)."""
+    def _finished(self, result: FrameResult) -> FrameResult:
+        """Record a finished frame's confidences (``self.confidence``) as it is handed out."""
+        frame, object_ids, _ = result
+        for oid, value in zip(object_ids, result.confidence, strict=True):
+            if oid not in self.confidence:
+                self.confidence[oid] = np.full(len(self.source), np.nan, np.float32)
+            self.confidence[oid][frame] = value
+        return result
+
+    def _track(
+        self, oid: int, steps: list[Step], i: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Mask (boolean) and confidence of one object over its run of consecutive frames
+        starting at ``steps[i]``, on the device."""
         first = steps[i]
         direction = -1 if first.reverse else 1
         last = first.frame
@@ -291,20 +312,30 @@ class PropagationSession:
                 last = s.frame
         state = self._states[oid]
         run = track(self.model, state, self._features, first.frame, last, first.reverse)
-        for frame, logits in run:
+        previous = None
+        for frame, logits, scores in run:
             forget(state, self._anchors[oid], frame, self.memory_window)
-            yield logits > 0
+            mask = logits > 0
+            current = summary(mask)
+            factor = torch.ones((), device=mask.device)
+            if previous is not None:
+                factor = jump(previous, current)
+            previous = current
+            if scores is None:  # a prompted frame: the scores of its prompts' mask
+                scores = self._scores[oid][frame]
+            yield mask, confidence(scores, factor)
 
     def stored_frames(self, object_id: int) -> int:
         """How many frames' outputs the session holds for an object (tests memory bounds)."""
         return stored_frames(self._states[object_id])
 
     def close(self) -> None:
-        """Free the frames, features and states."""
+        """Free the frames, features and states (``confidence`` stays readable)."""
         self.frames.close()
         self._features.clear()
         self._states.clear()
         self._anchors.clear()
+        self._scores.clear()
         self._pending.clear()
 
     def __enter__(self) -> PropagationSession:

@@ -14,6 +14,7 @@ from unittest import mock
 import torch
 
 from ..prompts import PromptSet
+from .confidence import take_scores
 from .features import SharedFeatures
 from .reading import ModelFrames
 from .runtime import no_progress_bar, video_predictor
@@ -68,8 +69,12 @@ def add_prompt(model, state: dict, frame: int, object_id: int, prompt: PromptSet
 
 def track(
     model, state: dict, features: SharedFeatures, first: int, last: int, reverse: bool
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(frame, mask logits)`` of one object from ``first`` to ``last`` (on the device)."""
+) -> Iterator[tuple[int, torch.Tensor, tuple | None]]:
+    """``(frame, mask logits, scores)`` of one object from ``first`` to ``last``, on the device.
+
+    ``scores`` are ``take_scores()`` of the step, None on a prompted frame (sam2 hands out its
+    stored output).
+    """
     direction = -1 if reverse else 1
     # sam2 skips a reverse run that starts on frame 0; that single frame runs forward.
     inner = model.propagate_in_video(
@@ -85,6 +90,7 @@ def track(
         if own is not None:
             features.put(frame, own)
         state["cached_features"] = {frame: features.get(frame, direction, last)}
+        take_scores()  # forget any other caller's
         if frame == first:
             # The first step starts sam2's loop, which wraps the frames in a tqdm bar: keep
             # the terminal quiet (progress is what the session yields).
@@ -94,7 +100,7 @@ def track(
             index, _, masks = next(inner)
         if index != frame:
             raise RuntimeError(f"sam2 tracked frame {index} where {frame} was expected.")
-        yield frame, masks[0, 0]
+        yield frame, masks[0, 0], take_scores()
 
 
 def forget(state: dict, anchors, head: int, window: int) -> None:

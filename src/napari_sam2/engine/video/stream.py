@@ -13,16 +13,34 @@ from .planning import Step
 Frames = Iterator[tuple[int, list[int], np.ndarray]]
 
 
+class FrameResult(tuple):
+    """``(frame_index, object_ids, masks)`` of one finished step, with ``confidence``: one float
+    in [0, 1] per object (see ``confidence``), so a GUI gets it with the masks."""
+
+    confidence: np.ndarray
+
+    def __new__(cls, frame: int, object_ids: list[int], masks: np.ndarray, confidence):
+        result = super().__new__(cls, (frame, object_ids, masks))
+        result.confidence = np.asarray(confidence, np.float32)
+        return result
+
+    def __reduce__(self):
+        return (FrameResult, (*self, self.confidence))
+
+
 class FrameStream:
     """The frames of one propagation run, as they finish: ``(frame_index, object_ids, masks)``.
 
     An iterator that also knows its length (the number of items it will yield, for a progress
-    bar and an ETA) and stops the work when closed (a GUI's Cancel).
+    bar and an ETA) and stops the work when closed (a GUI's Cancel). ``confidence`` maps each
+    object id to a float array over the stack's frames, NaN where not computed yet, filled as
+    frames finish (the session's: it also holds earlier runs' frames).
     """
 
-    def __init__(self, frames: Frames, total: int):
+    def __init__(self, frames: Frames, total: int, confidence: dict[int, np.ndarray]):
         self._frames = frames
         self.total = total
+        self.confidence = confidence
 
     def __len__(self) -> int:
         return self.total
@@ -40,19 +58,23 @@ class FrameStream:
 class MasksToHost:
     """The masks of one step on their way to the host, copied without waiting for the device."""
 
-    def __init__(self, step: Step, masks: list[torch.Tensor]):
+    def __init__(self, step: Step, masks: list[torch.Tensor], confidence: list[torch.Tensor]):
         self.step = step
         stacked = torch.stack(masks)
         self.masks = stacked.to("cpu", non_blocking=True)  # pinned memory when from CUDA
+        self.confidence = torch.stack(confidence).to("cpu", non_blocking=True)
         self.copied = None
         if stacked.is_cuda:
             self.copied = torch.cuda.Event()
             self.copied.record()
 
-    def result(self) -> tuple[int, list[int], np.ndarray]:
+    def result(self) -> FrameResult:
         if self.copied is not None:
             self.copied.synchronize()
-        return self.step.frame, list(self.step.object_ids), self.masks.numpy()
+        step = self.step
+        return FrameResult(
+            step.frame, list(step.object_ids), self.masks.numpy(), self.confidence.numpy()
+        )
 
 
 def paint_objects(
