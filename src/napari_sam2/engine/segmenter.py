@@ -198,7 +198,7 @@ class Segmenter:
         ``frame_range`` (first, stop) limits the frames propagated through.
         """
         source = frame_source_for(stack, frame_axis, contrast_limits, channel_axis, channels)
-        return PropagationSession(self.model, source, frame_range)
+        return PropagationSession(self.model, source, frame_range, model_name=self.model_name)
 
     def propagate(
         self,

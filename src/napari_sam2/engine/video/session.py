@@ -25,6 +25,7 @@ from ..prompts import PromptSet
 from .confidence import confidence, install_score_capture, jump, summary, take_scores
 from .features import SharedFeatures
 from .planning import Step, plan_steps
+from .prompt_record import PromptRecord
 from .reading import ModelFrames
 from .runtime import (
     OutOfMemoryAdvice,
@@ -69,6 +70,7 @@ class PropagationSession:
         frame_range: tuple[int, int] | None = None,
         batch_size: int | None = None,
         cuda_graphs: bool = True,
+        model_name: str | None = None,
     ):
         from sam2.sam2_video_predictor import SAM2VideoPredictor
 
@@ -106,7 +108,9 @@ class PropagationSession:
             + 1
         )
         self._states: dict[int, dict] = {}
-        self._anchors: dict[int, set[int]] = {}
+        self.record = PromptRecord()
+        self.model_name = model_name
+        self.names: dict[int, str] = {}  # object id → a name the user gave it
         self._pending: list[tuple[int, int, PromptSet]] = []  # checked, not yet in the model
         self._scores: dict[int, dict[int, tuple]] = {}  # prompted frames' (see confidence)
         self.confidence: dict[int, np.ndarray] = {}  # object id → one float a frame
@@ -117,10 +121,10 @@ class PropagationSession:
     # ----------------------------------------------------------------------------- prompts
     @property
     def object_ids(self) -> list[int]:
-        return list(self._anchors)
+        return list(self.record.prompts)
 
     def prompted_frames(self, object_id: int) -> list[int]:
-        return sorted(self._anchors.get(object_id, ()))
+        return self.record.frames(object_id)
 
     def add_prompts(self, prompts: Mapping[int, Mapping[int, dict | PromptSet]]) -> None:
         """Add prompts: {frame index: {object id: dict(points=, point_labels=, box=, mask=)}}.
@@ -146,7 +150,39 @@ class PropagationSession:
                 checked.append((frame, int(object_id), prompt.validate(self.source.plane_shape)))
         for frame, object_id, prompt in checked:
             self._pending.append((frame, object_id, prompt))
-            self._anchors.setdefault(object_id, set()).add(frame)
+            self.record.add(frame, object_id, prompt)
+
+    def restore(
+        self,
+        prompts: Mapping[int, Mapping[int, dict | PromptSet]],
+        masks: Mapping[int, Mapping[int, np.ndarray]],
+        confidence: Mapping[int, np.ndarray],
+    ) -> None:
+        """Take back a saved annotation: ``prompts`` as for ``add_prompts`` (kept as they are,
+        to be saved again), ``masks`` {object id: {frame: mask}} the masks they had made on
+        their frames, and ``confidence`` as ``self.confidence``.
+
+        Where a prompted frame has its mask, the model is conditioned on that mask instead of
+        the prompts: re-applying clicks that once edited a tracked mask would make another one.
+        """
+        n = len(self.source)
+        for object_id, values in confidence.items():
+            if len(values) != n:
+                raise SAM2Error(
+                    f"Object {object_id} has confidences for {len(values)} frames, not {n}."
+                )
+        self.add_prompts(prompts)
+        shape = self.source.plane_shape
+        queued = []
+        for frame, object_id, prompt in self._pending:
+            mask = masks.get(object_id, {}).get(frame)
+            if mask is not None:
+                prompt = PromptSet.from_arguments(mask=mask).validate(shape)
+                self.record.masks.setdefault(object_id, {})[frame] = prompt.mask
+            queued.append((frame, object_id, prompt))
+        self._pending = queued
+        for object_id, values in confidence.items():
+            self.confidence[int(object_id)] = np.asarray(values, np.float32).copy()
 
     def _check_frame(self, frame) -> int:
         start, stop = self.frame_range
@@ -179,19 +215,19 @@ class PropagationSession:
         ids = self._pick_objects(objects)
         if start_frame is not None:
             start_frame = self._check_frame(start_frame)
-        anchors = {oid: sorted(self._anchors[oid]) for oid in ids}
+        anchors = {oid: self.record.frames(oid) for oid in ids}
         return plan_steps(anchors, self.frame_range, direction, start_frame, stop_at_next_prompt)
 
     def _pick_objects(self, objects) -> list[int]:
-        if not self._anchors:
+        if not self.record.prompts:
             raise SAM2Error(
                 "No prompts: add points, a box or a mask for at least one object on one frame "
                 "before propagating."
             )
         if objects is None:
-            return list(self._anchors)
+            return self.object_ids
         ids = [int(o) for o in objects]
-        unknown = [o for o in ids if o not in self._anchors]
+        unknown = [o for o in ids if o not in self.record.prompts]
         if unknown:
             raise SAM2Error(
                 f"Objects {unknown} have no prompts yet: prompt them on a frame first."
@@ -231,7 +267,8 @@ class PropagationSession:
         """Forget an object: its prompts and tracking memory (labels are the caller's)."""
         self._check_idle()
         self._states.pop(object_id, None)
-        self._anchors.pop(object_id, None)
+        self.record.remove(object_id)
+        self.names.pop(object_id, None)
         self._scores.pop(object_id, None)
         self.confidence.pop(object_id, None)
         self._pending = [p for p in self._pending if p[1] != object_id]
@@ -287,8 +324,9 @@ class PropagationSession:
             self._running = False
 
     def _finished(self, result: FrameResult) -> FrameResult:
-        """Record a finished frame's confidences (``self.confidence``) as it is handed out."""
-        frame, object_ids, _ = result
+        """Record a finished frame's confidences (``self.confidence``) and prompted masks."""
+        frame, object_ids, masks = result
+        self.record.handed_out(frame, object_ids, masks)
         for oid, value in zip(object_ids, result.confidence, strict=True):
             if oid not in self.confidence:
                 self.confidence[oid] = np.full(len(self.source), np.nan, np.float32)
@@ -314,7 +352,7 @@ class PropagationSession:
         run = track(self.model, state, self._features, first.frame, last, first.reverse)
         previous = None
         for frame, logits, scores in run:
-            forget(state, self._anchors[oid], frame, self.memory_window)
+            forget(state, self.record.prompts[oid], frame, self.memory_window)
             mask = logits > 0
             current = summary(mask)
             factor = torch.ones((), device=mask.device)
@@ -334,7 +372,7 @@ class PropagationSession:
         self.frames.close()
         self._features.clear()
         self._states.clear()
-        self._anchors.clear()
+        self.record = PromptRecord()
         self._scores.clear()
         self._pending.clear()
 
