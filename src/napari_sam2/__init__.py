@@ -8,12 +8,14 @@ from .engine.errors import SAM2Error
 from .engine.models import available_models
 from .engine.segmenter import Segmenter
 from .engine.video.stream import write_labels
+from .export.ctc import export_ctc
 
 __version__ = "0.1.0"
 __all__ = [
     "SAM2Error",
     "Segmenter",
     "available_models",
+    "export_ctc",
     "load_annotation",
     "save_annotation",
     "write_labels",
