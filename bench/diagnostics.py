@@ -222,7 +222,8 @@ def propagation() -> None:
     from napari_sam2.engine.models import inference_context
     from napari_sam2.engine.video.features import SharedFeatures
     from napari_sam2.engine.video.reading import ModelFrames, frame_source_for
-    from napari_sam2.engine.video.session import PropagationSession, warm_up
+    from napari_sam2.engine.video.session import PropagationSession
+    from napari_sam2.engine.video.warmup import warm_up
 
     model = build(args.model, None, args.device)
     warm_up(model)
@@ -291,7 +292,8 @@ def pipeline() -> None:
 
     from napari_sam2.engine.models import inference_context
     from napari_sam2.engine.video.reading import frame_source_for
-    from napari_sam2.engine.video.session import PropagationSession, warm_up
+    from napari_sam2.engine.video.session import PropagationSession
+    from napari_sam2.engine.video.warmup import warm_up
 
     model = build("sam2.1_hiera_tiny", None, args.device)
     warm_up(model)

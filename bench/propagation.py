@@ -136,7 +136,8 @@ def one_run(args) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
     from napari_sam2.engine.models import inference_context
     from napari_sam2.engine.video.reading import frame_source_for
-    from napari_sam2.engine.video.session import PropagationSession, warm_up
+    from napari_sam2.engine.video.session import PropagationSession
+    from napari_sam2.engine.video.warmup import warm_up
 
     device = torch.device(args.device)
     if args.precision == "float32":  # a benchmark override: no autocast for either engine

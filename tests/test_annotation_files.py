@@ -7,20 +7,8 @@ import numpy as np
 import pytest
 
 from napari_sam2 import SAM2Error, load_annotation, save_annotation, write_labels
-from napari_sam2.engine import models
 
 from .engine.masks import centre, iou
-
-MICRO = Path(__file__).parents[1] / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
-
-
-@pytest.fixture(scope="module")
-def micro():
-    from napari_sam2 import Segmenter
-
-    if not MICRO.exists():
-        pytest.skip(f"the trained micro checkpoint {MICRO.name} is not packaged")
-    return Segmenter(models.MICRO_MODEL, device="cpu", checkpoint=MICRO)
 
 
 @pytest.fixture
@@ -129,16 +117,18 @@ def test_other_image_data_or_labels_are_refused(random_segmenter, stack, tmp_pat
         load_annotation(tmp_path / "cells", random_segmenter, stack)
 
 
-def test_reopened_annotation_corrects_only_up_to_the_next_prompt_as_before(micro, tmp_path):
+def test_reopened_annotation_corrects_only_up_to_the_next_prompt_as_before(
+    micro_segmenter, tmp_path
+):
     from napari_sam2.engine.synthetic import synthetic_clip
 
     frames, truth = synthetic_clip(8, (256, 256), n_cells=1, seed=4)
-    session = micro.propagation_session(frames)
+    session = micro_segmenter.propagation_session(frames)
     session.add_prompts({t: {1: dict(points=[centre(truth[t] == 1)])} for t in (0, 6)})
     labels = np.zeros(truth.shape, np.uint16)
     list(write_labels(session.propagate("forward"), labels))
     save_annotation(tmp_path / "cells", session, labels)
-    reopened, loaded = load_annotation(tmp_path / "cells", micro, frames)
+    reopened, loaded = load_annotation(tmp_path / "cells", micro_segmenter, frames)
     assert np.array_equal(loaded, labels)
     assert np.array_equal(reopened.confidence[1], session.confidence[1], equal_nan=True)
 

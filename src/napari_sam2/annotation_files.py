@@ -8,7 +8,7 @@ A folder (format version 1) holds:
 - ``prompts.json``: every object's prompts per frame (points, point labels, box; mask prompts
   by name in ``arrays.npz``);
 - ``arrays.npz``: mask prompts, the mask each prompted frame made (what resuming conditions the
-  model on) and the per-frame confidences;
+  model on) and the per-frame confidences and areas;
 - ``labels.zarr``: the labels, one chunk a frame.
 
 It is written under a temporary name and renamed when complete, so a crash never leaves a
@@ -28,12 +28,26 @@ import numpy as np
 from .engine.errors import SAM2Error
 from .engine.frames import FrameSource, read_frame
 from .engine.prompts import PromptSet
+from .engine.video.lineage import Division
 from .engine.video.session import PropagationSession
 
 FORMAT = "napari-sam2 annotation"
 FORMAT_VERSION = 1
 SAMPLED_FRAMES = 16
 _CHECKED_FILES = ("prompts.json", "arrays.npz")
+_SETTINGS = (
+    "model",
+    "normalization",
+    "frame_axis",
+    "channel_axis",
+    "channels",
+    "frame_range",
+    "image",
+    "labels",
+    "names",
+    "divisions",
+    "checksums",
+)
 
 
 def save_annotation(folder, session: PropagationSession, labels, overwrite: bool = False) -> Path:
@@ -76,6 +90,10 @@ def save_annotation(folder, session: PropagationSession, labels, overwrite: bool
             "image": image_signature(source),
             "labels": {"shape": list(shape), "dtype": str(np.dtype(labels.dtype))},
             "names": {str(k): v for k, v in session.names.items()},
+            "divisions": [
+                {"mother": d.mother, "frame": d.frame, "daughters": list(d.daughters)}
+                for d in session.record.lineage.divisions.values()
+            ],
             "checksums": {name: _sha256(temporary / name) for name in _CHECKED_FILES},
         }
         (temporary / "annotation.json").write_text(json.dumps(manifest, indent=1))
@@ -109,9 +127,13 @@ def load_annotation(folder, segmenter, stack) -> tuple[PropagationSession, np.nd
     try:
         _check_same_image(session.source, manifest["image"], folder)
         labels = _read_labels(folder, labels_layout(session.source)[0])
-        prompts, masks, confidence = _prompts_from_files(folder)
-        session.restore(prompts, masks, confidence)
-        session.names = {int(k): str(v) for k, v in manifest["names"].items()}
+        prompts, masks, per_frame = _prompts_from_files(folder)
+        divisions = [
+            Division(int(d["mother"]), int(d["frame"]), tuple(int(i) for i in d["daughters"]))
+            for d in manifest["divisions"]
+        ]
+        session.restore(prompts, masks, per_frame["confidence"], per_frame["area"], divisions)
+        session.names.update({int(k): str(v) for k, v in manifest["names"].items()})
     except BaseException:
         session.close()
         raise
@@ -170,6 +192,7 @@ def _read_manifest(folder: Path) -> dict:
         version = int(manifest["format_version"])
         if manifest["format"] != FORMAT:
             raise ValueError(manifest["format"])
+        missing = [key for key in _SETTINGS if key not in manifest]
     except (ValueError, KeyError, TypeError) as err:
         raise SAM2Error(f"{path} is damaged ({err!r}): save the annotation again.") from err
     if version > FORMAT_VERSION:
@@ -177,6 +200,8 @@ def _read_manifest(folder: Path) -> dict:
             f"{folder} was written by a newer napari-sam2 (format {version}; this one reads up "
             f"to {FORMAT_VERSION}): update napari-sam2 to open it."
         )
+    if missing:
+        raise SAM2Error(f"{path} is damaged (it lacks {missing}): save the annotation again.")
     for name, checksum in manifest["checksums"].items():
         if not (folder / name).is_file() or _sha256(folder / name) != checksum:
             raise SAM2Error(
@@ -207,12 +232,13 @@ def _prompts_to_files(session: PropagationSession) -> tuple[dict, dict[str, np.n
     for object_id, frames in session.record.masks.items():
         for frame, mask in frames.items():
             arrays[f"made-{object_id}-{frame}"] = mask
-    for object_id, values in session.confidence.items():
-        arrays[f"confidence-{object_id}"] = values
+    for kind in ("confidence", "area"):
+        for object_id, values in getattr(session, kind).items():
+            arrays[f"{kind}-{object_id}"] = values
     return {"prompts": entries}, arrays
 
 
-def _prompts_from_files(folder: Path) -> tuple[dict, dict, dict]:
+def _prompts_from_files(folder: Path) -> tuple[dict, dict, dict[str, dict]]:
     try:
         entries = json.loads((folder / "prompts.json").read_text())["prompts"]
         with np.load(folder / "arrays.npz") as npz:
@@ -225,18 +251,18 @@ def _prompts_from_files(folder: Path) -> tuple[dict, dict, dict]:
             )
             prompts.setdefault(int(entry["frame"]), {})[int(entry["object"])] = prompt
         masks: dict[int, dict[int, np.ndarray]] = {}
-        confidence: dict[int, np.ndarray] = {}
+        per_frame: dict[str, dict[int, np.ndarray]] = {"confidence": {}, "area": {}}
         for key, value in arrays.items():
             kind, *numbers = key.split("-")
             if kind == "made":
                 masks.setdefault(int(numbers[0]), {})[int(numbers[1])] = value
-            elif kind == "confidence":
-                confidence[int(numbers[0])] = value
+            elif kind in per_frame:
+                per_frame[kind][int(numbers[0])] = value
     except (ValueError, KeyError, TypeError, IndexError, OSError) as err:
         raise SAM2Error(
             f"The prompts in {folder} are damaged ({err!r}): save the annotation again."
         ) from err
-    return prompts, masks, confidence
+    return prompts, masks, per_frame
 
 
 def _write_labels(path: Path, labels, frame_axis: int) -> None:

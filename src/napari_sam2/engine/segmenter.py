@@ -16,8 +16,9 @@ from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
 from .prompts import PromptSet
 from .video.reading import frame_source_for
-from .video.session import PropagationSession, warm_up
+from .video.session import PropagationSession
 from .video.stream import Frames, FrameStream
+from .video.warmup import warm_up
 
 
 class Segmenter:

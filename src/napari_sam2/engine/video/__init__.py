@@ -2,6 +2,8 @@
 
 One concern a module, importing downward only: ``reading`` (frames prepared on demand),
 ``features`` (image features shared by objects), ``runtime`` (how sam2 runs here), ``states``
-(one object's sam2 inference state), ``planning`` (which frames a run visits), ``stream`` (what
-a run hands out, and writing it into labels), ``session`` (prompts and memory kept between runs).
+(one object's sam2 inference state), ``confidence`` (how far to trust each mask), ``planning``
+(which frames a run visits), ``lineage`` (divisions), ``record`` (what an annotation saves),
+``stream`` (what a run hands out, and writing it into labels), ``session`` (prompts and memory
+kept between runs), ``warmup``.
 """

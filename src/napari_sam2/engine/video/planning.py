@@ -20,25 +20,26 @@ class Step:
 
 def plan_steps(
     anchors: dict[int, list[int]],
-    frame_range: tuple[int, int],
+    spans: dict[int, tuple[int, int]],
     direction: str,
     start_frame: int | None = None,
     stop_at_next_prompt: bool = False,
 ) -> list[Step]:
-    """The steps of a run over the objects of ``anchors`` ({object id: sorted prompted frames}).
+    """The steps of a run over the objects of ``anchors`` ({object id: sorted prompted frames}),
+    each within its ``spans`` (first, stop) frames.
 
-    See ``PropagationSession.propagate`` for what the arguments mean.
+    See ``PropagationSession.propagate`` for what the other arguments mean.
     """
     if direction not in DIRECTIONS:
         raise SAM2Error(f"Direction must be one of {DIRECTIONS}, got {direction!r}.")
-    first, stop = frame_range
     steps: list[Step] = []
     done: set[tuple[int, int]] = set()
     for reverse in (False, True):
         if direction == ("backward" if not reverse else "forward"):
             continue
-        spans = {}
+        runs = {}
         for oid, prompted in anchors.items():
+            first, stop = spans[oid]
             if start_frame is not None:
                 begin = start_frame
             elif not reverse:
@@ -58,17 +59,19 @@ def plan_steps(
             # An object is tracked from a frame only with an anchor at or behind it.
             behind = any((a >= begin) if reverse else (a <= begin) for a in prompted)
             if behind and (begin >= end if reverse else begin <= end):
-                spans[oid] = (begin, end)
-        if not spans:
+                runs[oid] = (begin, end)
+        if not runs:
             continue
         if reverse:
-            frames = range(max(b for b, _ in spans.values()), first - 1, -1)
+            frames = range(
+                max(b for b, _ in runs.values()), min(e for _, e in runs.values()) - 1, -1
+            )
         else:
-            frames = range(min(b for b, _ in spans.values()), stop)
+            frames = range(min(b for b, _ in runs.values()), max(e for _, e in runs.values()) + 1)
         for t in frames:
             here = tuple(
                 oid
-                for oid, (b, e) in spans.items()
+                for oid, (b, e) in runs.items()
                 if min(b, e) <= t <= max(b, e) and (t, oid) not in done
             )
             if here:
@@ -76,3 +79,18 @@ def plan_steps(
         # Going backward after forward, a frame already done for an object is not redone.
         done = {(step.frame, oid) for step in steps for oid in step.object_ids}
     return steps
+
+
+def run_end(steps: list[Step], i: int, object_id: int) -> int:
+    """The last frame of ``object_id``'s run of consecutive frames starting at ``steps[i]``."""
+    first = steps[i]
+    direction = -1 if first.reverse else 1
+    last = first.frame
+    for step in steps[i + 1 :]:
+        if step.reverse != first.reverse:
+            break
+        if object_id in step.object_ids:
+            if step.frame != last + direction:
+                break
+            last = step.frame
+    return last

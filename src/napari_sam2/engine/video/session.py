@@ -19,19 +19,16 @@ import torch
 
 from ..cuda_graphs import tracking_graphs
 from ..errors import SAM2Error
-from ..frames import FrameSource, Normalization
+from ..frames import FrameSource
 from ..models import inference_context
 from ..prompts import PromptSet
 from .confidence import confidence, install_score_capture, jump, summary, take_scores
 from .features import SharedFeatures
-from .planning import Step, plan_steps
-from .prompt_record import PromptRecord
+from .lineage import Division
+from .planning import Step, plan_steps, run_end
 from .reading import ModelFrames
-from .runtime import (
-    OutOfMemoryAdvice,
-    attention_kernels,
-    install_memory_dtype_fix,
-)
+from .record import AnnotationRecord
+from .runtime import OutOfMemoryAdvice, attention_kernels, install_memory_dtype_fix
 from .states import add_prompt, forget, new_state, stored_frames, track
 from .stream import FrameResult, Frames, FrameStream, MasksToHost
 
@@ -51,7 +48,9 @@ class PropagationSession:
     adding its prompts and propagating with ``objects=[new_id]``. Every prompted frame is a
     conditioning frame ("anchor") of its object. A correction made of clicks edits the mask the
     session last computed on that frame if it still holds it; pass ``mask=`` (the current mask)
-    with the clicks to edit a given mask instead.
+    with the clicks to edit a given mask instead. ``divide`` ends an object where two daughters
+    begin. What a saved annotation holds (prompts, per-frame confidence and area, names,
+    divisions) is in ``record``.
 
     Memory: per object, the session keeps the outputs of its prompted frames and of the frames
     within ``memory_window`` of them or of the frame being tracked (the model attends to at most
@@ -108,17 +107,35 @@ class PropagationSession:
             + 1
         )
         self._states: dict[int, dict] = {}
-        self.record = PromptRecord()
+        self.record = AnnotationRecord(n)
         self.model_name = model_name
-        self.names: dict[int, str] = {}  # object id → a name the user gave it
         self._pending: list[tuple[int, int, PromptSet]] = []  # checked, not yet in the model
         self._scores: dict[int, dict[int, tuple]] = {}  # prompted frames' (see confidence)
-        self.confidence: dict[int, np.ndarray] = {}  # object id → one float a frame
         self._running = False
         install_memory_dtype_fix(model)
         install_score_capture(model)
 
     # ----------------------------------------------------------------------------- prompts
+    @property
+    def confidence(self) -> dict[int, np.ndarray]:
+        """Object id → confidence on each frame of the stack (NaN where not computed)."""
+        return self.record.confidence
+
+    @property
+    def area(self) -> dict[int, np.ndarray]:
+        """Object id → mask area in pixels on each frame of the stack (NaN where not computed)."""
+        return self.record.area
+
+    @property
+    def names(self) -> dict[int, str]:
+        """Object id → a name the user gave it (saved with the annotation)."""
+        return self.record.names
+
+    @property
+    def parents(self) -> dict[int, int]:
+        """{daughter id: mother id} of the divisions marked."""
+        return self.record.lineage.parents
+
     @property
     def object_ids(self) -> list[int]:
         return list(self.record.prompts)
@@ -145,6 +162,7 @@ class PropagationSession:
                         f"Object id {object_id!r} is not a positive integer: ids are label "
                         "values, and 0 is the background."
                     )
+                self.record.lineage.check_prompt(int(object_id), frame, self.frame_range)
                 if not isinstance(prompt, PromptSet):
                     prompt = PromptSet.from_arguments(**prompt)
                 checked.append((frame, int(object_id), prompt.validate(self.source.plane_shape)))
@@ -157,20 +175,19 @@ class PropagationSession:
         prompts: Mapping[int, Mapping[int, dict | PromptSet]],
         masks: Mapping[int, Mapping[int, np.ndarray]],
         confidence: Mapping[int, np.ndarray],
+        area: Mapping[int, np.ndarray],
+        divisions: list[Division],
     ) -> None:
         """Take back a saved annotation: ``prompts`` as for ``add_prompts`` (kept as they are,
         to be saved again), ``masks`` {object id: {frame: mask}} the masks they had made on
-        their frames, and ``confidence`` as ``self.confidence``.
+        their frames, ``confidence`` and ``area`` as ``self.confidence``, and the divisions.
 
         Where a prompted frame has its mask, the model is conditioned on that mask instead of
         the prompts: re-applying clicks that once edited a tracked mask would make another one.
         """
-        n = len(self.source)
-        for object_id, values in confidence.items():
-            if len(values) != n:
-                raise SAM2Error(
-                    f"Object {object_id} has confidences for {len(values)} frames, not {n}."
-                )
+        self.record.restore_per_frame(confidence, area)
+        for division in divisions:
+            self.record.lineage.divisions[division.mother] = division
         self.add_prompts(prompts)
         shape = self.source.plane_shape
         queued = []
@@ -181,8 +198,6 @@ class PropagationSession:
                 self.record.masks.setdefault(object_id, {})[frame] = prompt.mask
             queued.append((frame, object_id, prompt))
         self._pending = queued
-        for object_id, values in confidence.items():
-            self.confidence[int(object_id)] = np.asarray(values, np.float32).copy()
 
     def _check_frame(self, frame) -> int:
         start, stop = self.frame_range
@@ -216,7 +231,8 @@ class PropagationSession:
         if start_frame is not None:
             start_frame = self._check_frame(start_frame)
         anchors = {oid: self.record.frames(oid) for oid in ids}
-        return plan_steps(anchors, self.frame_range, direction, start_frame, stop_at_next_prompt)
+        spans = {oid: self.record.lineage.span(oid, self.frame_range) for oid in ids}
+        return plan_steps(anchors, spans, direction, start_frame, stop_at_next_prompt)
 
     def _pick_objects(self, objects) -> list[int]:
         if not self.record.prompts:
@@ -263,14 +279,33 @@ class PropagationSession:
         self.add_prompts({frame: prompts})
         return self.run(self.plan(direction, list(prompts), frame, True))
 
+    def divide(
+        self, object_id: int, frame: int, daughters: Mapping[int, dict | PromptSet]
+    ) -> FrameStream:
+        """Mark that ``object_id`` divides on ``frame`` into ``daughters`` {new id: prompt on
+        ``frame``}, and track the daughters forward from there.
+
+        The mother's track ends on ``frame - 1``: this stream hands her out with an empty mask
+        on each frame the daughters are tracked on (``write_labels`` clears her pixels there),
+        and no run tracks her past it again, nor the daughters before ``frame``. ``parents``
+        keeps the lineage (for ``export_ctc``).
+        """
+        self._check_idle()
+        frame = self._check_frame(frame)
+        division = Division(int(object_id), frame, tuple(int(d) for d in daughters))
+        lineage = self.record.lineage
+        lineage.check(division, self.record, self.frame_range)
+        self.add_prompts({frame: daughters})
+        lineage.divisions[division.mother] = division
+        steps = self.plan("forward", division.daughters, frame)
+        return FrameStream(self._run(steps, (division.mother,)), len(steps), self.confidence)
+
     def remove_object(self, object_id: int) -> None:
         """Forget an object: its prompts and tracking memory (labels are the caller's)."""
         self._check_idle()
         self._states.pop(object_id, None)
         self.record.remove(object_id)
-        self.names.pop(object_id, None)
         self._scores.pop(object_id, None)
-        self.confidence.pop(object_id, None)
         self._pending = [p for p in self._pending if p[1] != object_id]
 
     def run(self, steps: list[Step]) -> FrameStream:
@@ -285,7 +320,8 @@ class PropagationSession:
                 "cancel it before starting another or adding prompts."
             )
 
-    def _run(self, steps: list[Step]) -> Frames:
+    def _run(self, steps: list[Step], ended: tuple[int, ...] = ()) -> Frames:
+        """The frames of ``steps``, with the ``ended`` objects handed out empty on each."""
         self._check_idle()
         self._running = True
         running: dict[tuple[int, bool], tuple[Iterator, int]] = {}
@@ -302,18 +338,24 @@ class PropagationSession:
                 for i, step in enumerate(steps):
                     direction = -1 if step.reverse else 1
                     self.frames.step = direction
-                    masks, confidence = [], []
+                    masks, confidence, area = [], [], []
                     for oid in step.object_ids:
                         key = (oid, step.reverse)
                         if key not in running or running[key][1] != step.frame:
                             running[key] = (self._track(oid, steps, i), step.frame)
                         with OutOfMemoryAdvice(self.device), inference_context(self.device):
-                            mask, score = next(running[key][0])
+                            mask, score, pixels = next(running[key][0])
                         masks.append(mask)
                         confidence.append(score)
+                        area.append(pixels)
                         running[key] = (running[key][0], step.frame + direction)
                     self._features.forget_before(step.frame + direction, direction)
-                    copying.append(MasksToHost(step, masks, confidence))
+                    for _ in ended:
+                        masks.append(torch.zeros_like(masks[0]))
+                        confidence.append(torch.full_like(confidence[0], torch.nan))
+                        area.append(torch.zeros_like(area[0]))
+                    ids = [*step.object_ids, *ended]
+                    copying.append(MasksToHost(step.frame, ids, masks, confidence, area))
                     while len(copying) > lag:
                         yield self._finished(copying.pop(0).result())
                 while copying:
@@ -324,30 +366,16 @@ class PropagationSession:
             self._running = False
 
     def _finished(self, result: FrameResult) -> FrameResult:
-        """Record a finished frame's confidences (``self.confidence``) and prompted masks."""
-        frame, object_ids, masks = result
-        self.record.handed_out(frame, object_ids, masks)
-        for oid, value in zip(object_ids, result.confidence, strict=True):
-            if oid not in self.confidence:
-                self.confidence[oid] = np.full(len(self.source), np.nan, np.float32)
-            self.confidence[oid][frame] = value
+        """Record what a finished frame says about its objects (see ``AnnotationRecord``)."""
+        self.record.handed_out(result)
         return result
 
     def _track(
         self, oid: int, steps: list[Step], i: int
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Mask (boolean) and confidence of one object over its run of consecutive frames
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Mask (boolean), confidence and area of one object over its run of consecutive frames
         starting at ``steps[i]``, on the device."""
-        first = steps[i]
-        direction = -1 if first.reverse else 1
-        last = first.frame
-        for s in steps[i + 1 :]:
-            if s.reverse != first.reverse:
-                break
-            if oid in s.object_ids:
-                if s.frame != last + direction:
-                    break
-                last = s.frame
+        first, last = steps[i], run_end(steps, i, oid)
         state = self._states[oid]
         run = track(self.model, state, self._features, first.frame, last, first.reverse)
         previous = None
@@ -361,18 +389,17 @@ class PropagationSession:
             previous = current
             if scores is None:  # a prompted frame: the scores of its prompts' mask
                 scores = self._scores[oid][frame]
-            yield mask, confidence(scores, factor)
+            yield mask, confidence(scores, factor), current[0]
 
     def stored_frames(self, object_id: int) -> int:
         """How many frames' outputs the session holds for an object (tests memory bounds)."""
         return stored_frames(self._states[object_id])
 
     def close(self) -> None:
-        """Free the frames, features and states (``confidence`` stays readable)."""
+        """Free the frames, features and states (the ``record`` stays readable)."""
         self.frames.close()
         self._features.clear()
         self._states.clear()
-        self.record = PromptRecord()
         self._scores.clear()
         self._pending.clear()
 
@@ -381,19 +408,3 @@ class PropagationSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def warm_up(model: torch.nn.Module) -> None:
-    """Run clicks and tracked frames once on a tiny blank clip.
-
-    An accelerator loads each kernel and library handle the first time it is used, which
-    makes the first click or propagation about a second slower than the next. Loading a model
-    on CUDA or MPS ends with this, so that cost is paid while the user waits for the load.
-    The clip is long enough for one full batch of the image encoder.
-    """
-    clip = np.zeros((9, 64, 64), np.uint8)
-    blank = FrameSource(clip, normalization=Normalization((0.0,), (1.0,)))
-    with PropagationSession(model, blank) as session:
-        session.add_prompts({0: {1: dict(points=[(32, 32)])}})
-        for _ in session.propagate("forward"):
-            pass

@@ -8,24 +8,26 @@ import numpy as np
 import torch
 
 from ..errors import SAM2Error
-from .planning import Step
 
 Frames = Iterator[tuple[int, list[int], np.ndarray]]
 
 
 class FrameResult(tuple):
-    """``(frame_index, object_ids, masks)`` of one finished step, with ``confidence``: one float
-    in [0, 1] per object (see ``confidence``), so a GUI gets it with the masks."""
+    """``(frame_index, object_ids, masks)`` of one finished step, with per object its
+    ``confidence`` in [0, 1] (see ``confidence``; NaN for an object handed out empty because it
+    divided) and mask ``area`` in pixels, so a GUI gets them with the masks."""
 
     confidence: np.ndarray
+    area: np.ndarray
 
-    def __new__(cls, frame: int, object_ids: list[int], masks: np.ndarray, confidence):
+    def __new__(cls, frame: int, object_ids: list[int], masks: np.ndarray, confidence, area):
         result = super().__new__(cls, (frame, object_ids, masks))
         result.confidence = np.asarray(confidence, np.float32)
+        result.area = np.asarray(area, np.float32)
         return result
 
     def __reduce__(self):
-        return (FrameResult, (*self, self.confidence))
+        return (FrameResult, (*self, self.confidence, self.area))
 
 
 class FrameStream:
@@ -58,11 +60,19 @@ class FrameStream:
 class MasksToHost:
     """The masks of one step on their way to the host, copied without waiting for the device."""
 
-    def __init__(self, step: Step, masks: list[torch.Tensor], confidence: list[torch.Tensor]):
-        self.step = step
+    def __init__(
+        self,
+        frame: int,
+        object_ids: list[int],
+        masks: list[torch.Tensor],
+        confidence: list[torch.Tensor],
+        area: list[torch.Tensor],
+    ):
+        self.frame, self.object_ids = frame, object_ids
         stacked = torch.stack(masks)
         self.masks = stacked.to("cpu", non_blocking=True)  # pinned memory when from CUDA
         self.confidence = torch.stack(confidence).to("cpu", non_blocking=True)
+        self.area = torch.stack(area).to("cpu", non_blocking=True)
         self.copied = None
         if stacked.is_cuda:
             self.copied = torch.cuda.Event()
@@ -71,9 +81,12 @@ class MasksToHost:
     def result(self) -> FrameResult:
         if self.copied is not None:
             self.copied.synchronize()
-        step = self.step
         return FrameResult(
-            step.frame, list(step.object_ids), self.masks.numpy(), self.confidence.numpy()
+            self.frame,
+            self.object_ids,
+            self.masks.numpy(),
+            self.confidence.numpy(),
+            self.area.numpy(),
         )
 
 
