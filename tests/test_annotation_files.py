@@ -69,6 +69,11 @@ def test_saving_never_overwrites_unless_asked(random_segmenter, stack, tmp_path)
     assert (loaded[0, :5, :5] == 9).all()
     with pytest.raises(SAM2Error, match="do not fit the stack"):
         save_annotation(tmp_path / "other", session, labels[:, :10])
+    run = session.propagate("forward")
+    next(run)
+    with pytest.raises(SAM2Error, match="propagation is running"):
+        save_annotation(tmp_path / "other", session, labels)
+    run.close()
     assert not (tmp_path / "other").exists()
 
 

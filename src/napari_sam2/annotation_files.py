@@ -62,6 +62,8 @@ def save_annotation(folder, session: PropagationSession, labels, overwrite: bool
             f"{folder} already exists: choose another folder, or pass overwrite=True to "
             "replace it."
         )
+    if session.running:
+        raise SAM2Error("A propagation is running: wait for it to finish or cancel it, then save.")
     source = session.source
     shape, labels_axis = labels_layout(source)
     if tuple(labels.shape) != shape or np.dtype(labels.dtype).kind not in "iu":

@@ -313,6 +313,11 @@ class PropagationSession:
         self._check_idle()
         return FrameStream(self._run(steps), len(steps), self.confidence)
 
+    @property
+    def running(self) -> bool:
+        """Whether a propagation run on this session is under way."""
+        return self._running
+
     def _check_idle(self) -> None:
         if self._running:
             raise SAM2Error(
