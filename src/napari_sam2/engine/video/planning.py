@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import SAM2Error
 
 DIRECTIONS = ("forward", "backward", "both")
@@ -16,6 +18,17 @@ class Step:
     frame: int
     reverse: bool
     object_ids: tuple[int, ...]
+
+
+def check_frame(frame_range: tuple[int, int], frame) -> int:
+    """``frame`` as an int, refused where it lies outside ``frame_range`` (first, stop)."""
+    start, stop = frame_range
+    if not isinstance(frame, (int, np.integer)) or not start <= frame < stop:
+        raise SAM2Error(
+            f"Prompts on frame {frame!r} lie outside the frames {start}..{stop - 1} being "
+            "propagated: move them or widen the frame range."
+        )
+    return int(frame)
 
 
 def plan_steps(

@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import SAM2Error
 from ..prompts import PromptSet
 from .lineage import Lineage
+from .planning import check_frame
 
 
 class AnnotationRecord:
@@ -28,6 +29,29 @@ class AnnotationRecord:
     def frames(self, object_id: int) -> list[int]:
         """The object's prompted frames (its anchors), in order."""
         return sorted(self.prompts.get(object_id, ()))
+
+    def check(
+        self,
+        prompts: Mapping[int, Mapping[int, dict | PromptSet]],
+        frame_range: tuple[int, int],
+        shape: tuple[int, int],
+    ) -> list[tuple[int, int, PromptSet]]:
+        """(frame, object id, checked prompt) for each of ``prompts`` (as ``add_prompts``
+        takes them), all checked before any is used."""
+        checked = []
+        for frame, objects in prompts.items():
+            frame = check_frame(frame_range, frame)
+            for object_id, prompt in objects.items():
+                if not isinstance(object_id, (int, np.integer)) or object_id < 1:
+                    raise SAM2Error(
+                        f"Object id {object_id!r} is not a positive integer: ids are label "
+                        "values, and 0 is the background."
+                    )
+                self.lineage.check_prompt(int(object_id), frame, frame_range)
+                if not isinstance(prompt, PromptSet):
+                    prompt = PromptSet.from_arguments(**prompt)
+                checked.append((frame, int(object_id), prompt.validate(shape)))
+        return checked
 
     def add(self, frame: int, object_id: int, prompt: PromptSet) -> None:
         self.prompts.setdefault(object_id, {})[frame] = prompt

@@ -25,7 +25,7 @@ from ..prompts import PromptSet
 from .confidence import confidence, install_score_capture, jump, summary, take_scores
 from .features import SharedFeatures
 from .lineage import Division
-from .planning import Step, plan_steps, run_end
+from .planning import Step, check_frame, plan_steps, run_end
 from .reading import ModelFrames
 from .record import AnnotationRecord
 from .runtime import OutOfMemoryAdvice, attention_kernels, install_memory_dtype_fix
@@ -153,19 +153,7 @@ class PropagationSession:
         wait for it). A prompt replaces that object's earlier prompts on that frame.
         """
         self._check_idle()
-        checked = []
-        for frame, objects in prompts.items():
-            frame = self._check_frame(frame)
-            for object_id, prompt in objects.items():
-                if not isinstance(object_id, (int, np.integer)) or object_id < 1:
-                    raise SAM2Error(
-                        f"Object id {object_id!r} is not a positive integer: ids are label "
-                        "values, and 0 is the background."
-                    )
-                self.record.lineage.check_prompt(int(object_id), frame, self.frame_range)
-                if not isinstance(prompt, PromptSet):
-                    prompt = PromptSet.from_arguments(**prompt)
-                checked.append((frame, int(object_id), prompt.validate(self.source.plane_shape)))
+        checked = self.record.check(prompts, self.frame_range, self.source.plane_shape)
         for frame, object_id, prompt in checked:
             self._pending.append((frame, object_id, prompt))
             self.record.add(frame, object_id, prompt)
@@ -199,15 +187,6 @@ class PropagationSession:
             queued.append((frame, object_id, prompt))
         self._pending = queued
 
-    def _check_frame(self, frame) -> int:
-        start, stop = self.frame_range
-        if not isinstance(frame, (int, np.integer)) or not start <= frame < stop:
-            raise SAM2Error(
-                f"Prompts on frame {frame!r} lie outside the frames {start}..{stop - 1} being "
-                "propagated: move them or widen the frame range."
-            )
-        return int(frame)
-
     def _add(self, frame: int, object_id: int, prompt: PromptSet) -> None:
         state = self._states.get(object_id)
         with OutOfMemoryAdvice(self.device), inference_context(self.device):
@@ -229,7 +208,7 @@ class PropagationSession:
         """The frames ``propagate`` will yield with these arguments, in order (for progress)."""
         ids = self._pick_objects(objects)
         if start_frame is not None:
-            start_frame = self._check_frame(start_frame)
+            start_frame = check_frame(self.frame_range, start_frame)
         anchors = {oid: self.record.frames(oid) for oid in ids}
         spans = {oid: self.record.lineage.span(oid, self.frame_range) for oid in ids}
         return plan_steps(anchors, spans, direction, start_frame, stop_at_next_prompt)
@@ -291,7 +270,7 @@ class PropagationSession:
         keeps the lineage (for ``export_ctc``).
         """
         self._check_idle()
-        frame = self._check_frame(frame)
+        frame = check_frame(self.frame_range, frame)
         division = Division(int(object_id), frame, tuple(int(d) for d in daughters))
         lineage = self.record.lineage
         lineage.check(division, self.record, self.frame_range)
