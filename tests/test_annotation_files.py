@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from napari_sam2 import SAM2Error, load_annotation, save_annotation, write_labels
+from napari_sam2.engine import models
 
 from .engine.masks import centre, iou
+from .engine.test_video import small_video_model
 
 
 @pytest.fixture
@@ -145,3 +147,35 @@ def test_reopened_annotation_corrects_only_up_to_the_next_prompt_as_before(
     list(write_labels(session.correct(3, fix, "forward"), labels))  # the same, unsaved
     for t in (3, 4, 5):
         assert iou(loaded[t] == 1, labels[t] == 1) > 0.9, t
+
+
+class ReadLog:
+    """An array-like that notes which frames are read."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.ndim = array, array.shape, array.dtype, array.ndim
+        self.read: set[int] = set()
+
+    def __getitem__(self, key):
+        self.read.add(key[0] if isinstance(key, tuple) else key)
+        return self.array[key]
+
+
+def test_a_correction_after_reopening_reads_only_its_objects_frames(tmp_path, monkeypatch):
+    """Reopening a 30-frame annotation of two objects and correcting one reads that object's
+    frames only: the other's prompted frames (20, 29) wait for its own run."""
+    from napari_sam2 import Segmenter
+
+    model = small_video_model()
+    monkeypatch.setattr("napari_sam2.engine.segmenter.build_model", lambda *a, **k: model)
+    segmenter = Segmenter(models.MICRO_MODEL, device="cpu")
+    stack = ReadLog((np.random.default_rng(1).random((30, 64, 64)) * 255).astype(np.uint8))
+    click = dict(points=[(30, 30)])
+    session = segmenter.propagation_session(stack, contrast_limits=(0, 255))
+    session.add_prompts({0: {1: click}, 10: {1: click}, 20: {2: click}, 29: {2: click}})
+    save_annotation(tmp_path / "cells", session, np.zeros((30, 64, 64), np.uint16))
+    reopened, labels = load_annotation(tmp_path / "cells", segmenter, stack)
+    stack.read.clear()
+    written = list(write_labels(reopened.correct(5, {1: click}, "forward"), labels))
+    assert written == [5, 6, 7, 8, 9]
+    assert max(stack.read) <= 12  # anchors 0 and 10, frames 5-9, and a little read-ahead

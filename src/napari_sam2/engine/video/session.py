@@ -148,9 +148,9 @@ class PropagationSession:
 
         Points are (row, col), a box (min_row, min_col, max_row, max_col), a mask a boolean
         (H, W) array, as for ``Segmenter.predict``. All prompts are checked here, before any
-        is used; the model reads them when the next run starts, in the thread that consumes
-        it (the prompted frames' image encoding takes seconds on a CPU, so a GUI must not
-        wait for it). A prompt replaces that object's earlier prompts on that frame.
+        is used; the model reads them when a run of their object starts, in the thread that
+        consumes it (the prompted frames' image encoding takes seconds on a CPU, so a GUI must
+        not wait for it). A prompt replaces that object's earlier prompts on that frame.
         """
         self._check_idle()
         checked = self.record.check(prompts, self.frame_range, self.source.plane_shape)
@@ -311,9 +311,16 @@ class PropagationSession:
         running: dict[tuple[int, bool], tuple[Iterator, int]] = {}
         try:
             with tracking_graphs(self.model, self.cuda_graphs), attention_kernels(self.device):
-                while self._pending:  # each kept until the model has it (a failure retries it)
-                    self._add(*self._pending[0])
-                    self._pending.pop(0)
+                # The model gets the prompts of the objects this run tracks (each kept until it
+                # has them: a failure retries); other objects' wait for their own run.
+                tracked = {oid for step in steps for oid in step.object_ids}
+                waiting = 0
+                while waiting < len(self._pending):
+                    if self._pending[waiting][1] in tracked:
+                        self._add(*self._pending[waiting])
+                        self._pending.pop(waiting)
+                    else:
+                        waiting += 1
                 # On a GPU a frame is handed out once the next one is queued: its masks reach
                 # the host while the GPU works on, instead of the GPU idling while Python
                 # prepares each frame.
