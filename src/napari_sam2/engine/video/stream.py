@@ -58,7 +58,8 @@ class FrameStream:
 
 
 class MasksToHost:
-    """The masks of one step on their way to the host, copied without waiting for the device."""
+    """The masks, confidences and areas of one step on their way to the host, copied without
+    waiting for the device."""
 
     def __init__(
         self,
