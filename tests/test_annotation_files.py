@@ -60,6 +60,20 @@ def test_reopened_annotation_has_the_same_labels_prompts_and_settings(
     assert reopened.source.normalization == session.source.normalization
 
 
+def test_rgb_stacks_and_other_frame_axes_keep_their_layout(random_segmenter, tmp_path):
+    """Labels are the stack without its channel axis, in the stack's order (time on axis 1)."""
+    rgb = (np.random.default_rng(2).random((48, 5, 64, 3)) * 255).astype(np.uint8)
+    session = random_segmenter.propagation_session(rgb, frame_axis=1, channel_axis=3)
+    session.add_prompts({2: {1: dict(points=[(10, 10)])}})
+    labels = np.zeros((48, 5, 64), np.uint16)
+    labels[:, 2][MASK] = 1
+    save_annotation(tmp_path / "rgb", session, labels)
+    reopened, loaded = load_annotation(tmp_path / "rgb", random_segmenter, rgb)
+    assert np.array_equal(loaded, labels)
+    assert (reopened.source.frame_axis, reopened.source.channel_axis) == (1, 3)
+    assert reopened.prompted_frames(1) == [2]
+
+
 def test_saving_never_overwrites_unless_asked(random_segmenter, stack, tmp_path):
     session, labels = saved(random_segmenter, stack, tmp_path / "cells")
     with pytest.raises(SAM2Error, match="already exists"):
