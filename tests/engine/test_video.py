@@ -7,6 +7,7 @@ model and are skipped while its checkpoint is missing or cannot track (image mod
 """
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,8 @@ def test_confidence_per_object_per_frame_comes_with_the_masks(model, stack):
     for result in stream:  # each item carries its objects' confidence, already in the stream's
         frame, ids, _ = result
         assert [stream.confidence[i][frame] for i in ids] == list(result.confidence)
+    copy = pickle.loads(pickle.dumps(result))  # e.g. to another process
+    assert (copy.confidence == result.confidence).all() and copy[0] == result[0]
     conf = stream.confidence
     assert sorted(conf) == [1, 2] and all(len(c) == 12 for c in conf.values())
     assert np.isnan(conf[1][:4]).all() and np.isnan(conf[2][:6]).all()  # before their prompts
