@@ -219,24 +219,27 @@ def propagation() -> None:
     import torch
     from propagation import DEFAULT_SOURCE, JpegFolder, build, frame_folder
 
-    from napari_sam2.engine import video
     from napari_sam2.engine.models import inference_context
+    from napari_sam2.engine.video.features import SharedFeatures
+    from napari_sam2.engine.video.reading import ModelFrames, frame_source_for
+    from napari_sam2.engine.video.session import PropagationSession
+    from napari_sam2.engine.video.warmup import warm_up
 
     model = build(args.model, None, args.device)
-    video.warm_up(model)
+    warm_up(model)
     with tempfile.TemporaryDirectory() as tmp:
         folder = frame_folder(args.source or DEFAULT_SOURCE, args.frames, Path(tmp))
         data = JpegFolder(folder)
         click = (data.shape[1] // 2, data.shape[2] // 2)
 
         def ours():
-            session = video.PropagationSession(model, video.frame_source_for(data))
+            session = PropagationSession(model, frame_source_for(data))
             session.add_prompts({0: {1: dict(points=[click])}})
             return session, iter(session.propagate("forward"))
 
         timers = [
-            _Timer(video.ModelFrames, "prepare"),
-            _Timer(video._SharedFeatures, "get"),
+            _Timer(ModelFrames, "prepare"),
+            _Timer(SharedFeatures, "get"),
             _Timer(model, "forward_image"),
             _Timer(model, "track_step"),
             _Timer(model, "_get_orig_video_res_output"),
@@ -283,14 +286,17 @@ def pipeline() -> None:
     parser.add_argument("--source", type=Path, default=None)
     args = parser.parse_args()
     import sys
+    from concurrent.futures import ThreadPoolExecutor
 
     from propagation import DEFAULT_SOURCE, JpegFolder, build, frame_folder
 
-    from napari_sam2.engine import video
     from napari_sam2.engine.models import inference_context
+    from napari_sam2.engine.video.reading import frame_source_for
+    from napari_sam2.engine.video.session import PropagationSession
+    from napari_sam2.engine.video.warmup import warm_up
 
     model = build("sam2.1_hiera_tiny", None, args.device)
-    video.warm_up(model)
+    warm_up(model)
     device = model.device
     configs = {
         "engine": dict(workers=4),
@@ -306,8 +312,8 @@ def pipeline() -> None:
             model.add_new_points_or_box(state, 0, 1, points=[[click[1], click[0]]], labels=[1])
         for round_ in range(args.rounds):
             for name, config in configs.items():
-                session = video.PropagationSession(model, video.frame_source_for(data))
-                session.frames._pool = video.ThreadPoolExecutor(config["workers"])
+                session = PropagationSession(model, frame_source_for(data))
+                session.frames._pool = ThreadPoolExecutor(config["workers"])
                 session.add_prompts({0: {1: dict(points=[click])}})
                 default_switch = sys.getswitchinterval()
                 sys.setswitchinterval(config.get("switch", default_switch))

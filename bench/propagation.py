@@ -15,7 +15,7 @@ Examples::
     python bench/propagation.py --device cpu --model sam2.1_hiera_micro --frames 10 30 --runs 1
 
 Weights are random unless ``--checkpoint`` is given (speed and memory do not depend on them).
-The model is warmed up as the plugin loads it on an accelerator (``video.warm_up``: one click
+The model is warmed up as the plugin loads it on an accelerator (``warm_up``: one click
 and one tracked frame on a tiny blank clip) before the clock starts, for both engines; with
 ``--cold`` it is not, and the time to first mask includes the accelerator's one-time start-up.
 ``--source`` is a folder of JPEG frames (default ../shared/data/bedroom); longer runs reuse its
@@ -135,16 +135,18 @@ def one_run(args) -> dict:
 
     sys.path.insert(0, str(ROOT / "src"))
     from napari_sam2.engine.models import inference_context
-    from napari_sam2.engine.video import PropagationSession, frame_source_for, warm_up
+    from napari_sam2.engine.video.reading import frame_source_for
+    from napari_sam2.engine.video.session import PropagationSession
+    from napari_sam2.engine.video.warmup import warm_up
 
     device = torch.device(args.device)
     if args.precision == "float32":  # a benchmark override: no autocast for either engine
-        from napari_sam2.engine import video
+        from napari_sam2.engine.video import session as video_session
 
         def inference_context(_device):
             return torch.inference_mode()
 
-        video.inference_context = inference_context
+        video_session.inference_context = inference_context
     compiled = args.engine == "ours-compiled"
     model = build(args.model, args.checkpoint, args.device, compiled)
     start = time.perf_counter()

@@ -1,4 +1,6 @@
-"""Shared fixtures: model checkpoints the tests make themselves, and a ready Segmenter."""
+"""Shared fixtures: model checkpoints the tests make themselves, and ready Segmenters."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +32,21 @@ def random_segmenter(random_checkpoint):
     from napari_sam2 import Segmenter
 
     return Segmenter(models.MICRO_MODEL, device="cpu", checkpoint=random_checkpoint)
+
+
+MICRO_CHECKPOINT = (
+    Path(__file__).parents[1] / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
+)
+
+
+@pytest.fixture(scope="session")
+def micro_segmenter():
+    """The packaged, trained micro model on the CPU (skips where it is not packaged)."""
+    from napari_sam2 import Segmenter
+
+    if not MICRO_CHECKPOINT.exists():
+        pytest.skip(f"the trained micro checkpoint {MICRO_CHECKPOINT.name} is not packaged")
+    return Segmenter(models.MICRO_MODEL, device="cpu", checkpoint=MICRO_CHECKPOINT)
 
 
 @pytest.fixture

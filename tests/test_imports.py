@@ -32,6 +32,8 @@ CHECK = textwrap.dedent(
             "napari_sam2.extract",
             "napari_sam2.background",
             "napari_sam2.measure",
+            "napari_sam2.annotation_files",
+            "napari_sam2.export",
             "napari_sam2.io",
         ],
     ],

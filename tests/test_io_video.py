@@ -112,7 +112,7 @@ def test_corrupt_truncated_and_missing_files(tmp_path, mp4):
 
 def test_video_propagates_like_any_stack(mp4):
     """A VideoFile feeds the engine's FrameSource frame by frame (uint8 RGB: 0-255)."""
-    from napari_sam2.engine.video import ModelFrames, frame_source_for
+    from napari_sam2.engine.video.reading import ModelFrames, frame_source_for
 
     video = VideoFile(mp4)
     source = frame_source_for(video)

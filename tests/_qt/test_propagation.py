@@ -5,7 +5,7 @@ the engine, never judged on quality."""
 import numpy as np
 import pytest
 
-from napari_sam2.engine.video import write_labels
+from napari_sam2.engine.video.stream import write_labels
 
 from .driving import calls_of, settle, start
 

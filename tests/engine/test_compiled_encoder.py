@@ -13,7 +13,7 @@ import torch
 from napari_sam2 import Segmenter
 from napari_sam2.engine import models
 from napari_sam2.engine.synthetic import synthetic_clip
-from napari_sam2.engine.video import write_labels
+from napari_sam2.engine.video.stream import write_labels
 
 from .masks import centre, iou
 

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2.engine import models, video
+from napari_sam2.engine import models
 from napari_sam2.engine.cuda_graphs import GraphedCall, tracking_graphs
-from napari_sam2.engine.video import PropagationSession, frame_source_for, write_labels
+from napari_sam2.engine.video import session as video_session
+from napari_sam2.engine.video.reading import frame_source_for
+from napari_sam2.engine.video.session import PropagationSession
+from napari_sam2.engine.video.stream import write_labels
 
 from .masks import centre, iou
 
@@ -57,7 +60,7 @@ def test_tracking_with_cuda_graphs_gives_the_masks_of_plain_tracking(model, clip
             installed.extend(calls)
             yield calls
 
-    with mock.patch.object(video, "tracking_graphs", spy):
+    with mock.patch.object(video_session, "tracking_graphs", spy):
         graphed = track(model, frames, prompts, cuda_graphs=True)
     # Memory attention, mask heads and memory encoder were all replayed, both ways.
     assert len(installed) == 3 and all(call.replays >= 2 * 2 * 5 for call in installed)

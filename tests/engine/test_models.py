@@ -170,7 +170,8 @@ def test_a_compiled_encoder_sees_one_image_or_full_batches():
     give it one image, and propagation pads its last batch to full size. (A recording stand-in
     replaces the encoder's forward, as compiling does; test_compiled_encoder.py compiles it on
     CUDA.)"""
-    from napari_sam2.engine.video import PropagationSession, frame_source_for
+    from napari_sam2.engine.video.reading import frame_source_for
+    from napari_sam2.engine.video.session import PropagationSession
 
     model = models.build_model(models.MICRO_MODEL, device="cpu")
     batches = []

@@ -7,6 +7,7 @@ model and are skipped while its checkpoint is missing or cannot track (image mod
 """
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,10 @@ import torch
 
 from napari_sam2 import SAM2Error
 from napari_sam2.engine import models
-from napari_sam2.engine.video import (
-    ModelFrames,
-    PropagationSession,
-    frame_source_for,
-    install_memory_dtype_fix,
-    write_labels,
-)
+from napari_sam2.engine.video.reading import ModelFrames, frame_source_for
+from napari_sam2.engine.video.runtime import install_memory_dtype_fix
+from napari_sam2.engine.video.session import PropagationSession
+from napari_sam2.engine.video.stream import write_labels
 
 from .masks import centre, iou
 
@@ -129,6 +127,40 @@ def test_correction_reruns_only_to_next_prompt(model, stack):
     assert [f for f, _, _ in fwd] == [5, 6, 7]
 
 
+def test_confidence_per_object_per_frame_comes_with_the_masks(model, stack):
+    session = run_session(model, stack, TWO_OBJECTS, frame_range=(2, 10))
+    stream = session.propagate("forward")
+    for result in stream:  # each item carries its objects' confidence, already in the stream's
+        frame, ids, _ = result
+        assert [stream.confidence[i][frame] for i in ids] == list(result.confidence)
+    copy = pickle.loads(pickle.dumps(result))  # e.g. to another process
+    assert (copy.confidence == result.confidence).all() and copy[0] == result[0]
+    conf = stream.confidence
+    assert sorted(conf) == [1, 2] and all(len(c) == 12 for c in conf.values())
+    assert np.isnan(conf[1][:4]).all() and np.isnan(conf[2][:6]).all()  # before their prompts
+    assert np.isnan(conf[1][10:]).all()  # outside the range
+    done = np.concatenate([conf[1][4:10], conf[2][6:10]])
+    assert ((done >= 0) & (done <= 1)).all()
+    before = {k: v.copy() for k, v in conf.items()}
+    list(session.correct(5, {1: dict(points=[(20, 20)])}, "forward"))
+    assert np.array_equal(conf[2], before[2], equal_nan=True)
+    assert np.array_equal(conf[1][:5], before[1][:5], equal_nan=True)
+
+
+def test_jumps_in_area_or_position_lower_the_confidence():
+    from napari_sam2.engine.video.confidence import jump, summary
+
+    def disc(row, col, radius):
+        rr, cc = np.ogrid[:64, :64]
+        return torch.from_numpy((rr - row) ** 2 + (cc - col) ** 2 <= radius**2)
+
+    cell = summary(disc(30, 30, 8))
+    assert jump(cell, summary(disc(31, 31, 8))) == 1  # an ordinary step
+    assert jump(cell, summary(disc(30, 30, 3))) < 0.3  # lost most of its area
+    assert jump(cell, summary(disc(30, 50, 8))) == 0  # jumped to a neighbour
+    assert jump(cell, summary(disc(30, 30, 0) & False)) == 1  # gone: presence speaks for that
+
+
 def test_object_added_later_runs_alone(model, stack):
     session = run_session(model, stack, {0: {1: dict(points=[(30, 30)])}})
     list(session.propagate("forward"))
@@ -152,7 +184,7 @@ def test_bf16_memory_without_object_pointers_on_cpu(model, stack):
     """sam2 tracks an object from a frame before its only prompt (its memory then holds no
     object pointer and stays bfloat16): with the fix installed this runs in float32 on CPU."""
     session = run_session(model, stack, {5: {1: dict(points=[(30, 30)])}})
-    assert list(session.run([])) == []  # a run gives the model its prompts first
+    list(session.run(session.plan("forward")[:1]))  # a run gives the model its prompts first
     state = session._states[1]
     with torch.inference_mode():
         frames = [f for f, _, _ in model.propagate_in_video(state, start_frame_idx=0)]
@@ -274,13 +306,18 @@ def micro():
 
 
 @needs_micro
-def test_cell_that_leaves_and_returns_keeps_its_id(micro):
+def test_cell_that_leaves_and_returns_keeps_its_id_and_is_doubted_while_away(micro):
     from napari_sam2.engine.synthetic import synthetic_clip
 
     frames, truth = synthetic_clip(12, (256, 256), n_cells=2, seed=3, absent=(5, 8))
     prompts = {0: {k: dict(points=[centre(truth[0] == k)]) for k in (1, 2)}}
     labels = np.zeros(truth.shape, np.uint16)
-    list(write_labels(micro.propagate(frames, prompts, "forward"), labels))
+    stream = micro.propagate(frames, prompts, "forward")
+    list(write_labels(stream, labels))
+    away = [5, 6, 7]
+    here = [t for t in range(12) if t not in away]
+    assert (stream.confidence[1][away] < 0.2).all() and (stream.confidence[1][here] > 0.8).all()
+    assert (stream.confidence[2] > 0.8).all()  # never left
     for t in range(12):
         for k in (1, 2):
             if (truth[t] == k).any():

@@ -11,7 +11,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_warning
 
 from ..engine.errors import SAM2Error
-from ..engine.video import DIRECTIONS
+from ..engine.video.planning import DIRECTIONS
 from ..layers.plane import displayed_plane, move_to_frame
 from ..layers.prompts import prompted_objects
 from ..layers.propagation import LayerPropagation, frame_axes

@@ -15,7 +15,10 @@ from .frames import Normalization, model_input, select_channels, shrink_factor, 
 from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
 from .prompts import PromptSet
-from .video import Frames, FrameStream, PropagationSession, frame_source_for, warm_up
+from .video.reading import frame_source_for
+from .video.session import PropagationSession
+from .video.stream import Frames, FrameStream
+from .video.warmup import warm_up
 
 
 class Segmenter:
@@ -196,7 +199,7 @@ class Segmenter:
         ``frame_range`` (first, stop) limits the frames propagated through.
         """
         source = frame_source_for(stack, frame_axis, contrast_limits, channel_axis, channels)
-        return PropagationSession(self.model, source, frame_range)
+        return PropagationSession(self.model, source, frame_range, model_name=self.model_name)
 
     def propagate(
         self,
@@ -216,8 +219,10 @@ class Segmenter:
         "both". Masks are boolean (n_objects, H, W) arrays, yielded as frames finish; pass the
         stream to ``write_labels`` to fill a labels array. Bad input raises ``SAM2Error`` here,
         before any frame is computed. ``len()`` of the stream is the number of frames it will
-        yield; closing it cancels. For corrections and objects added later, keep a
-        ``propagation_session`` instead.
+        yield; closing it cancels. ``stream.confidence`` holds each object's per-frame
+        confidence in [0, 1] (NaN where not computed), filled as frames finish; each yielded
+        item also carries its objects' as ``.confidence``. For corrections and objects added
+        later, keep a ``propagation_session`` instead.
 
         >>> labels = np.zeros(stack.shape, np.uint16)                          # doctest: +SKIP
         >>> stream = seg.propagate(stack, {0: {1: dict(points=[(120, 80)])}})   # doctest: +SKIP
@@ -233,7 +238,7 @@ class Segmenter:
         except BaseException:
             session.close()
             raise
-        return FrameStream(_closing(session, session.run(steps)), len(steps))
+        return FrameStream(_closing(session, session.run(steps)), len(steps), session.confidence)
 
 
 def _closing(session: PropagationSession, frames: Frames) -> Frames:

@@ -14,7 +14,9 @@ import numpy as np
 
 from ..engine.errors import SAM2Error
 from ..engine.prompts import PromptSet
-from ..engine.video import PropagationSession, Step, paint_objects
+from ..engine.video.planning import Step
+from ..engine.video.session import PropagationSession
+from ..engine.video.stream import paint_objects
 from .annotation import AnnotationSession
 from .plane import Plane, displayed_plane, to_image_coords
 from .prompts import object_prompts, prompt_fingerprint

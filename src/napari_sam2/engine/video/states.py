@@ -1,0 +1,127 @@
+"""sam2 inference states of single objects: made over lazy frames, prompted, tracked, pruned.
+
+``SAM2VideoPredictor`` keeps its frames in ``inference_state["images"]`` and only ever indexes
+it, one frame at a time, so a state is given a ``ModelFrames`` instead of a decoded video.
+The callers hold the inference and out-of-memory contexts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from unittest import mock
+
+import torch
+
+from ..prompts import PromptSet
+from .confidence import take_scores
+from .features import SharedFeatures
+from .reading import ModelFrames
+from .runtime import no_progress_bar, video_predictor
+
+# init_state is patched while it runs (see ``new_state``); one at a time.
+_INIT_LOCK = threading.Lock()
+
+
+def new_state(model, frames: ModelFrames, template: dict | None = None) -> dict:
+    """A fresh sam2 inference state whose frames are ``frames``.
+
+    Without ``template`` it comes from the stock ``init_state``, with its whole-video loader
+    replaced for the duration of the call by one returning the lazy frames; with one (another
+    object's state), it is an empty copy of it (same frames and settings, empty containers)
+    rather than re-running init_state's warm-up encoding of frame 0.
+    """
+    if template is not None:
+        return {
+            key: type(value)() if isinstance(value, (dict, list)) else value
+            for key, value in template.items()
+        }
+    height, width = frames.source.plane_shape
+
+    def lazy_frames(**kwargs):
+        return frames, height, width
+
+    with _INIT_LOCK, mock.patch.object(video_predictor(), "load_video_frames", lazy_frames):
+        return model.init_state(video_path="<napari-sam2 frames>")
+
+
+def add_prompt(model, state: dict, frame: int, object_id: int, prompt: PromptSet) -> None:
+    """Give the model one object's prompts on one frame, which becomes a conditioning frame."""
+    # A prompted frame is always a conditioning frame of its object (an anchor), also when
+    # it was tracked before: forget that it was tracked so sam2 treats it as one.
+    for tracked in state["frames_tracked_per_obj"].values():
+        tracked.pop(frame, None)
+    if prompt.mask is not None:
+        model.add_new_mask(state, frame, object_id, prompt.mask)
+    if prompt.points is not None or prompt.box is not None:
+        # The previous step's mask (if any) seeds the decoder with the clicks.
+        sam = PromptSet(prompt.points, prompt.point_labels, prompt.box).to_sam()
+        model.add_new_points_or_box(
+            state,
+            frame,
+            object_id,
+            points=sam.get("point_coords"),
+            labels=sam.get("point_labels"),
+            box=sam.get("box"),
+            clear_old_points=True,
+        )
+
+
+def track(
+    model, state: dict, features: SharedFeatures, first: int, last: int, reverse: bool
+) -> Iterator[tuple[int, torch.Tensor, tuple | None]]:
+    """``(frame, mask logits, scores)`` of one object from ``first`` to ``last``, on the device.
+
+    ``scores`` are ``take_scores()`` of the step, None on a prompted frame (sam2 hands out its
+    stored output).
+    """
+    direction = -1 if reverse else 1
+    # sam2 skips a reverse run that starts on frame 0; that single frame runs forward.
+    inner = model.propagate_in_video(
+        state,
+        start_frame_idx=first,
+        max_frame_num_to_track=abs(last - first),
+        reverse=reverse and first > 0,
+    )
+    for frame in range(first, last + direction, direction):
+        # Give sam2 the shared features of the frame it is about to track (or share the
+        # ones it computed itself for this frame, when a prompt was just added there).
+        own = state["cached_features"].get(frame)
+        if own is not None:
+            features.put(frame, own)
+        state["cached_features"] = {frame: features.get(frame, direction, last)}
+        take_scores()  # forget any other caller's
+        if frame == first:
+            # The first step starts sam2's loop, which wraps the frames in a tqdm bar: keep
+            # the terminal quiet (progress is what the session yields).
+            with mock.patch.object(video_predictor(), "tqdm", no_progress_bar):
+                index, _, masks = next(inner)
+        else:
+            index, _, masks = next(inner)
+        if index != frame:
+            raise RuntimeError(f"sam2 tracked frame {index} where {frame} was expected.")
+        yield frame, masks[0, 0], take_scores()
+
+
+def forget(state: dict, anchors, head: int, window: int) -> None:
+    """Drop outputs of frames farther than ``window`` from every anchor and from ``head``:
+    the model will not attend to them again (see ``PropagationSession``)."""
+    near = sorted(anchors) + [head]
+
+    def needed(f: int) -> bool:
+        return any(abs(f - a) <= window for a in near)
+
+    for outputs in state["output_dict_per_obj"].values():
+        stored = outputs["non_cond_frame_outputs"]
+        for f in [f for f in stored if not needed(f)]:
+            del stored[f]
+    for tracked in state["frames_tracked_per_obj"].values():
+        for f in [f for f in tracked if not needed(f)]:
+            del tracked[f]
+    state["cached_features"] = {}
+
+
+def stored_frames(state: dict) -> int:
+    """How many frames' outputs a state holds."""
+    outputs = state["output_dict_per_obj"].values()
+    return sum(len(o["cond_frame_outputs"]) + len(o["non_cond_frame_outputs"]) for o in outputs)

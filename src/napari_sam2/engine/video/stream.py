@@ -1,0 +1,137 @@
+"""What a propagation run hands out: a stream of finished frames, and writing it into labels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import SAM2Error
+
+Frames = Iterator[tuple[int, list[int], np.ndarray]]
+
+
+class FrameResult(tuple):
+    """``(frame_index, object_ids, masks)`` of one finished step, with per object its
+    ``confidence`` in [0, 1] (see ``confidence``; NaN for an object handed out empty because it
+    divided) and mask ``area`` in pixels, so a GUI gets them with the masks."""
+
+    confidence: np.ndarray
+    area: np.ndarray
+
+    def __new__(cls, frame: int, object_ids: list[int], masks: np.ndarray, confidence, area):
+        result = super().__new__(cls, (frame, object_ids, masks))
+        result.confidence = np.asarray(confidence, np.float32)
+        result.area = np.asarray(area, np.float32)
+        return result
+
+    def __reduce__(self):
+        return (FrameResult, (*self, self.confidence, self.area))
+
+
+class FrameStream:
+    """The frames of one propagation run, as they finish: ``(frame_index, object_ids, masks)``.
+
+    An iterator that also knows its length (the number of items it will yield, for a progress
+    bar and an ETA) and stops the work when closed (a GUI's Cancel). ``confidence`` maps each
+    object id to a float array over the stack's frames, NaN where not computed yet, filled as
+    frames finish (the session's: it also holds earlier runs' frames).
+    """
+
+    def __init__(self, frames: Frames, total: int, confidence: dict[int, np.ndarray]):
+        self._frames = frames
+        self.total = total
+        self.confidence = confidence
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self) -> FrameStream:
+        return self
+
+    def __next__(self) -> tuple[int, list[int], np.ndarray]:
+        return next(self._frames)
+
+    def close(self) -> None:
+        self._frames.close()
+
+
+class MasksToHost:
+    """The masks, confidences and areas of one step on their way to the host, copied without
+    waiting for the device."""
+
+    def __init__(
+        self,
+        frame: int,
+        object_ids: list[int],
+        masks: list[torch.Tensor],
+        confidence: list[torch.Tensor],
+        area: list[torch.Tensor],
+    ):
+        self.frame, self.object_ids = frame, object_ids
+        stacked = torch.stack(masks)
+        self.masks = stacked.to("cpu", non_blocking=True)  # pinned memory when from CUDA
+        self.confidence = torch.stack(confidence).to("cpu", non_blocking=True)
+        self.area = torch.stack(area).to("cpu", non_blocking=True)
+        self.copied = None
+        if stacked.is_cuda:
+            self.copied = torch.cuda.Event()
+            self.copied.record()
+
+    def result(self) -> FrameResult:
+        if self.copied is not None:
+            self.copied.synchronize()
+        return FrameResult(
+            self.frame,
+            self.object_ids,
+            self.masks.numpy(),
+            self.confidence.numpy(),
+            self.area.numpy(),
+        )
+
+
+def paint_objects(
+    plane: np.ndarray, object_ids, masks: np.ndarray, overwrite: bool = True
+) -> np.ndarray:
+    """``plane`` with each object's old pixels cleared and its new mask painted with its id.
+
+    Where objects overlap, the one listed later wins. With ``overwrite=False`` a mask takes
+    only background pixels (and its own), so ids of objects not listed are never painted over.
+    """
+    for object_id, mask in zip(object_ids, masks, strict=True):
+        plane[plane == object_id] = 0
+        plane[mask & (overwrite | (plane == 0))] = object_id
+    return plane
+
+
+def write_labels(
+    stream: Frames, labels, frame_axis: int = 0, overwrite: bool = True
+) -> Iterator[int]:
+    """Write a propagation stream into a labels array (numpy, zarr, ...), frame by frame.
+
+    A generator: it yields each frame index once that frame is written, so a GUI can show
+    progress and cancel by closing it (the stream is closed with it). Each frame is read,
+    updated — every yielded object's old pixels cleared, its new mask painted with its id —
+    and written back in one assignment, so no frame is ever half-written, and frames never
+    yielded are never touched. Overlaps follow ``paint_objects`` (``overwrite=False`` keeps
+    other objects' pixels).
+    In a script: ``for _ in write_labels(stream, labels): pass``.
+    """
+    axis = frame_axis % labels.ndim
+    dtype = np.dtype(labels.dtype)
+    largest = np.iinfo(dtype).max if dtype.kind in "iu" else None
+    try:
+        for frame, object_ids, masks in stream:
+            if largest is not None and max(object_ids, default=0) > largest:
+                raise SAM2Error(
+                    f"Object id {max(object_ids)} does not fit the {dtype} labels: use a labels "
+                    "array of a larger integer type (e.g. uint32)."
+                )
+            index = (slice(None),) * axis + (frame,)
+            labels[index] = paint_objects(np.array(labels[index]), object_ids, masks, overwrite)
+            yield frame
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
