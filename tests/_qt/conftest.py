@@ -26,7 +26,8 @@ def notifications():
 def _open_widget(make_napari_viewer, checkpoint, qtbot, show: bool = False):
     viewer = make_napari_viewer(show=show)
     _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
-    widget.checkpoint.value = checkpoint
+    if checkpoint is not None:
+        widget.checkpoint.value = checkpoint
     widget.load_model()
     qtbot.waitUntil(lambda: widget.session.segmenter is not None, timeout=60_000)
     return viewer, widget
@@ -60,3 +61,9 @@ def two_cells_image() -> np.ndarray:
     image[16:48, 14:46] += 3000
     image[16:48, 46:80] += 2500
     return image
+
+
+@pytest.fixture
+def micro_viewer_widget(make_napari_viewer, qtbot):
+    """``viewer_widget`` with the packaged micro model, for tests of what it finds."""
+    return _open_widget(make_napari_viewer, None, qtbot)

@@ -15,7 +15,11 @@ from ..engine.video.planning import DIRECTIONS
 from ..layers.plane import displayed_plane, move_to_frame
 from ..layers.prompts import prompted_objects
 from ..layers.propagation import LayerPropagation, frame_axes
+from .confidence_strip import ConfidenceStrip, next_doubtful
 from .section import Section
+
+NEXT_DOUBTFUL_KEY = "d"
+_STRIP_REFRESH_S = 0.25  # the strip is repainted at most this often while frames arrive
 
 
 class PropagationControls(Section):
@@ -41,6 +45,8 @@ class PropagationControls(Section):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="Progress", min=0, max=1, value=0)
         self.progress_text = Label(value="")
+        self.strip = ConfidenceStrip()
+        self.doubtful_button = PushButton(text=f"Next doubtful frame [{NEXT_DOUBTFUL_KEY}]")
         self.extend(
             [
                 self.frame_axis,
@@ -56,6 +62,12 @@ class PropagationControls(Section):
                 self.progress_text,
             ]
         )
+        self.native.layout().addWidget(self.strip)
+        self.append(self.doubtful_button)
+        self.strip.picked.connect(self.go_to)
+        annotation.viewer.dims.events.current_step.connect(self._mark_shown_frame)
+        self.doubtful_button.changed.connect(self.next_doubtful)
+        self._painted = 0.0
         self.frame_axis.changed.connect(self._update_range)
         for box in (self.first, self.last):
             box.changed.connect(self.update_estimate)
@@ -134,7 +146,8 @@ class PropagationControls(Section):
         self._update_range()
 
     # -- propagation --------------------------------------------------------------------------
-    def _current(self) -> LayerPropagation:
+    def current(self) -> LayerPropagation:
+        """The propagation for the chosen axis and range: the last one, or a new one."""
         axis = self.frame_axis.value
         if axis is None:
             raise SAM2Error("This image has no axis to propagate along (it is 2D).")
@@ -159,7 +172,7 @@ class PropagationControls(Section):
             show_warning("A propagation is already running: wait for it or cancel it.")
             return
         try:
-            propagation = self._current()
+            propagation = self.current()
             steps, stream = propagation.start(self.direction.value)
         except SAM2Error as err:
             self._notify(err)
@@ -201,6 +214,10 @@ class PropagationControls(Section):
             f"{self._unit(propagation.frame_axis)} {frame} done, {run['frames']} of "
             f"{self.progress.max}; about {_duration(left)} left"
         )
+        now = time.perf_counter()
+        if now - self._painted > _STRIP_REFRESH_S:
+            self._paint_strip()
+            self._painted = now
         if self.follow.value:
             move_to_frame(self.annotation.viewer, propagation.layer, propagation.frame_axis, frame)
 
@@ -218,6 +235,7 @@ class PropagationControls(Section):
             rate = (time.perf_counter() - run["start"]) / run["object_frames"]
             self._seconds_per_object_frame[id(self.annotation.segmenter)] = rate
         if self._alive:
+            self._paint_strip()
             self.annotation.objects_changed.emit()
             self.propagate_button.enabled = True
             self.cancel_button.enabled = False
@@ -225,6 +243,52 @@ class PropagationControls(Section):
             stopped = "finished" if done == total else "stopped"
             self.progress_text.value = f"{stopped}: {done} of {total} written"
             self.update_estimate()
+
+    def adopt(self, propagation: LayerPropagation) -> None:
+        """Use a propagation made elsewhere (a reopened annotation): its range, its strip."""
+        self.propagation = propagation
+        first, stop = propagation.session.frame_range
+        self.first.value, self.last.value = first, stop - 1
+        self._paint_strip()
+        self.update_estimate()
+
+    # -- confidence -----------------------------------------------------------------------------
+    def _paint_strip(self) -> None:
+        if self.propagation is not None:
+            self.strip.set_data(
+                self.propagation.session.confidence, range(*self.propagation.session.frame_range)
+            )
+
+    def go_to(self, frame: int, object_id: int) -> None:
+        """Show ``frame`` and make ``object_id`` the current object (a click on the strip)."""
+        if self.propagation is None:
+            return
+        self.annotation.set_object(object_id)
+        move_to_frame(
+            self.annotation.viewer, self.propagation.layer, self.propagation.frame_axis, frame
+        )
+
+    def _mark_shown_frame(self, _event=None) -> None:
+        if self._alive and self.propagation is not None and self.strip.confidence:
+            try:
+                self.strip.current = self.propagation.shown_frame()
+            except SAM2Error:
+                return
+            self.strip.update()
+
+    def next_doubtful(self, *_) -> None:
+        """Go to the next frame (after the shown one) where an object's mask is doubtful."""
+        if self.propagation is None:
+            show_warning("Propagate first: confidence comes with the propagated frames.")
+            return
+        here = self.propagation.shown_frame()
+        found = next_doubtful(
+            self.propagation.session.confidence, here, range(*self.propagation.session.frame_range)
+        )
+        if found is None:
+            show_warning("No doubtful frame: every tracked mask has confidence ≥ 0.5.")
+            return
+        self.go_to(*found)
 
 
 def _duration(seconds: float) -> str:

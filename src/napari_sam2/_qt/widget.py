@@ -30,7 +30,8 @@ from .apps import AppsControls
 from .automatic import AutomaticControls
 from .export import ExportControls
 from .objects_panel import ObjectsPanel
-from .propagation import PropagationControls
+from .propagation import NEXT_DOUBTFUL_KEY, PropagationControls
+from .resume import ResumeControls
 
 NEW_OBJECT_KEY = "n"
 TOGGLE_POLARITY_KEY = "t"
@@ -96,6 +97,8 @@ class SAM2Widget(Container):
         self.propagation = PropagationControls(self.session, _notify)
         self.apps = AppsControls(self.session, _notify)
         self.export = ExportControls(self.session, _notify, self._frame_axis)
+        self.resume = ResumeControls(self.session, _notify, self.propagation)
+        self.export.append(self.resume)
         self.objects = ObjectsPanel(self.session, _notify, self._frame_axis)
         self.extend(
             [
@@ -126,7 +129,7 @@ class SAM2Widget(Container):
             ("Objects", self.objects),
             ("Segment everything", self.automatic),
             ("Extract", self.apps),
-            ("Export", self.export),
+            ("Save / export", self.export),
         ):
             self.tabs.addTab(section.native, title)
         self.native.layout().addWidget(self.tabs)
@@ -220,6 +223,7 @@ class SAM2Widget(Container):
             layer.bind_key(
                 TOGGLE_POLARITY_KEY, lambda _: self.session.toggle_polarity(), overwrite=True
             )
+            layer.bind_key(NEXT_DOUBTFUL_KEY, self.propagation.next_doubtful, overwrite=True)
         self.labels.reset_choices()
         self.labels.value = self.session.labels_layer
         self.viewer.layers.selection.active = self.session.points_layer

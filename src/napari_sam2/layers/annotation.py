@@ -337,6 +337,12 @@ class AnnotationSession:
             for key in [key for key in kept if key[1] == object_id]:
                 del kept[key]
 
+    def adopt(self, plane: Plane, object_id: int, prompts: PromptSet, mask: np.ndarray) -> None:
+        """Take ``mask`` as what ``prompts`` made of an object on a plane (a reopened
+        annotation), so that those prompts are no change to segment."""
+        self._applied[(plane.key, object_id)] = prompt_fingerprint(prompts)
+        self._written[(plane.key, object_id)] = mask
+
     def record_written(self, plane: Plane, object_id: int, mask: np.ndarray) -> None:
         """Note what another writer (propagation) put on a plane for an object, so a later
         click on that plane replaces it rather than adding to it."""

@@ -31,7 +31,8 @@ class LayerPropagation:
     """Objects of an ``AnnotationSession`` tracked along ``frame_axis`` of its image layer.
 
     The other fixed axes (say the channel slider or z when tracking in time) stay where the
-    viewer shows them now. ``frame_range`` is (first, stop) in frames of that axis.
+    viewer shows them now. ``frame_range`` is (first, stop) in frames of that axis. ``load``,
+    if given, makes the session from the stack instead (a saved annotation reopened).
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class LayerPropagation:
         frame_axis: int,
         frame_range: tuple[int, int] | None = None,
         use_labels: bool = False,
+        load=None,
     ):
         viewer, layer = annotation.viewer, annotation.image_layer
         if layer is None or annotation.segmenter is None:
@@ -63,19 +65,27 @@ class LayerPropagation:
         selection = tuple(slice(None) if ax in kept else i for ax, i in enumerate(here.index))
         self._here = here
         stack = layer.data[selection]
+        self.stack = stack
+        # Where the stack's labels are in the Labels layer (which has no channel axis).
+        self.labels_selection = tuple(
+            sel for ax, sel in enumerate(selection) if ax != annotation.channel_axis
+        )
         channel_axis = None
         if annotation.channel_axis is not None:
             channel_axis = kept.index(annotation.channel_axis)
         elif layer.rgb:
             channel_axis = stack.ndim - 1
-        self.session: PropagationSession = annotation.segmenter.propagation_session(
-            stack,
-            frame_axis=kept.index(frame_axis),
-            contrast_limits=intensities.limits,
-            channel_axis=channel_axis,
-            channels=annotation.channels,
-            frame_range=frame_range,
-        )
+        if load is not None:
+            self.session: PropagationSession = load(stack)
+        else:
+            self.session = annotation.segmenter.propagation_session(
+                stack,
+                frame_axis=kept.index(frame_axis),
+                contrast_limits=intensities.limits,
+                channel_axis=channel_axis,
+                channels=annotation.channels,
+                frame_range=frame_range,
+            )
         self._used: dict[tuple[int, int], tuple] = {}  # (frame, object) → prompt fingerprint
         self._done: set[int] = set()  # objects propagated over the whole range
 
@@ -145,12 +155,7 @@ class LayerPropagation:
         prompts = self.layer_prompts()
         if not prompts:
             raise SAM2Error("No prompts: click or draw a box on an object before propagating.")
-        changed: dict[int, dict[int, PromptSet]] = {}
-        for frame, objects in prompts.items():
-            for object_id, prompt in objects.items():
-                key = (frame, object_id)
-                if self._used.get(key) != _fingerprint(prompt):
-                    changed.setdefault(frame, {})[object_id] = prompt
+        changed = self._changed(prompts)
         if changed:
             self.session.add_prompts(changed)
         runs: list[list[Step]] = []
@@ -164,10 +169,38 @@ class LayerPropagation:
         steps = [step for run in runs for step in run]
         if not steps:
             raise SAM2Error("Nothing changed since the last propagation.")
-        for frame, objects in changed.items():
+        self.mark_used(changed)
+        return steps, self._stream(runs, new)
+
+    def _changed(self, prompts: dict[int, dict[int, PromptSet]]) -> dict:
+        """The prompts not given to the session yet, or changed since."""
+        changed: dict[int, dict[int, PromptSet]] = {}
+        for frame, objects in prompts.items():
+            for object_id, prompt in objects.items():
+                if self._used.get((frame, object_id)) != _fingerprint(prompt):
+                    changed.setdefault(frame, {})[object_id] = prompt
+        return changed
+
+    def mark_used(self, prompts: dict[int, dict[int, PromptSet]]) -> None:
+        """Note that the session has these prompts (so they are no change to propagate)."""
+        for frame, objects in prompts.items():
             for object_id, prompt in objects.items():
                 self._used[(frame, object_id)] = _fingerprint(prompt)
-        return steps, self._stream(runs, new)
+
+    def mark_propagated(self, object_ids) -> None:
+        """Note that these objects were propagated over the whole range already."""
+        self._done.update(object_ids)
+
+    def give_prompts(self) -> None:
+        """Hand the session every prompt of the layers it lacks, without propagating."""
+        changed = self._changed(self.layer_prompts())
+        if changed:
+            self.session.add_prompts(changed)
+            self.mark_used(changed)
+
+    def labels_view(self) -> np.ndarray:
+        """The Labels layer's part that belongs to the stack, laid out as the stack."""
+        return np.asarray(self.annotation.labels_layer.data[self.labels_selection])
 
     def _stream(self, runs: list[list[Step]], new: list[int]) -> Iterator:
         for n, steps in enumerate(runs):
@@ -201,6 +234,11 @@ class LayerPropagation:
             annotation.record_written(plane, object_id, region == object_id)
         if shown and not np.array_equal(before, region):  # the prompted frame often is not
             labels.refresh()
+
+    def shown_frame(self) -> int:
+        """The frame of the frame axis that the viewer shows now."""
+        here = displayed_plane(self.annotation.viewer, self.layer, self.annotation.channel_axis)
+        return here.index[self.frame_axis]
 
     def _shown(self, plane: Plane) -> bool:
         """Whether the viewer shows this plane now. Only then does a write need a redraw:
