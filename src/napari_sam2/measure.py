@@ -112,6 +112,28 @@ def tracks(labels, frame_axis: int = 0) -> np.ndarray:
     return data[np.lexsort((data[:, 1], data[:, 0]))]
 
 
+def add_tracking_columns(
+    table: dict[str, np.ndarray],
+    confidence: dict[int, np.ndarray] | None = None,
+    parents: dict[int, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """``table`` with each row's tracking ``confidence`` (NaN where not computed) and its
+    object's ``parent`` id (0: none), as a propagation knows them."""
+    frames, labels = table["frame"].astype(int), table["label"].astype(int)
+    out = dict(table)
+    if confidence is not None:
+        out["confidence"] = np.array(
+            [
+                confidence[k][t] if k in confidence and t < len(confidence[k]) else np.nan
+                for t, k in zip(frames, labels, strict=True)
+            ],
+            dtype=float,
+        )
+    if parents is not None:
+        out["parent"] = np.array([parents.get(k, 0) for k in labels], dtype=int)
+    return out
+
+
 def save_table_csv(table: dict[str, np.ndarray], path: str | Path) -> Path:
     """Write a ``measure_table`` result as CSV (header row, one row per object per frame)."""
     path = Path(path)

@@ -37,3 +37,7 @@ def test_strip_marks_the_frames_a_cell_was_away_and_takes_the_user_there(
     viewer.dims.set_current_step(0, 9)
     controls.doubtful_button.native.click()
     assert viewer.dims.current_step[0] == 5
+
+    # The objects panel lists the tracked cell with its last confidence.
+    widget.tabs.setCurrentWidget(widget.objects.native)
+    assert widget.objects.table.item(0, 5).text() == f"{confidence[11]:.2f} (frame 11)"

@@ -140,6 +140,15 @@ def test_exports_tracks_table_and_labels(viewer_widget, stack, qtbot, tmp_path):
     controls.export_button.native.click()
     lines = csv.read_text().splitlines()
     assert "area" in lines[0] and len(lines) == 1 + len(frames_with_object)
+    header = lines[0].split(",")
+    confidence = [float(line.split(",")[header.index("confidence")]) for line in lines[1:]]
+    assert all(0 <= c <= 1 for c in confidence)  # each tracked row says how sure it is
+    assert {line.split(",")[header.index("parent")] for line in lines[1:]} == {"0"}
+
+    controls.ctc_folder.line_edit.value = str(tmp_path / "ctc")
+    controls.ctc_button.native.click()
+    man_track = (tmp_path / "ctc" / "man_track.txt").read_text().split()
+    assert man_track[:2] == ["1", str(frames_with_object[0])]
 
     tif = tmp_path / "labels.tif"
     controls.path.value = tif

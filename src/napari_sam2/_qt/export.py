@@ -8,9 +8,10 @@ from magicgui.widgets import FileEdit, PushButton
 from napari.utils.notifications import show_info, show_warning
 
 from ..engine.errors import SAM2Error
+from ..export.ctc import export_ctc
 from ..files import check_export_path
 from ..layers.plane import displayed_plane
-from ..measure import measure_table, save_labels, save_table_csv, tracks
+from ..measure import add_tracking_columns, measure_table, save_labels, save_table_csv, tracks
 from .section import Section
 
 TRACKS_LAYER = "SAM2 tracks"
@@ -22,20 +23,40 @@ class ExportControls(Section):
 
     ``frame_axis`` returns the image axis chosen on the Propagate tab (None for a 2D image):
     measurements and tracks are taken along it, at the other sliders' current position.
+    ``propagation`` returns the Propagate tab's ``LayerPropagation`` (or None): its
+    confidences and divisions go into the table, the tracks and the CTC files.
     """
 
-    def __init__(self, annotation, notify, frame_axis):
+    def __init__(self, annotation, notify, frame_axis, propagation):
         super().__init__(annotation, notify)
         self._frame_axis = frame_axis
+        self._propagation = propagation
         self.path = FileEdit(label="Export to", mode="w", value="")
         self.path.tooltip = (
             ".tif/.tiff/.zarr: the whole labels layer; .csv: one row per object (per frame)"
         )
         self.export_button = PushButton(text="Export")
         self.tracks_button = PushButton(text="Add tracks layer")
-        self.extend([self.path, self.export_button, self.tracks_button])
+        self.ctc_folder = FileEdit(label="CTC folder", mode="d", value="")
+        self.ctc_folder.tooltip = "A new or empty folder for the Cell Tracking Challenge files"
+        self.ctc_button = PushButton(text="Export for tracking tools (CTC)")
+        self.extend(
+            [self.path, self.export_button, self.tracks_button, self.ctc_folder, self.ctc_button]
+        )
         self.export_button.changed.connect(self.export)
         self.tracks_button.changed.connect(self.add_tracks)
+        self.ctc_button.changed.connect(self.export_ctc)
+
+    def _tracked(self):
+        """The propagation along the chosen axis, if there is one."""
+        propagation = self._propagation()
+        if propagation is None or propagation.frame_axis != self._frame_axis():
+            return None
+        return propagation.session
+
+    def _parents(self) -> dict[int, int]:
+        session = self._tracked()
+        return {} if session is None else dict(session.parents)
 
     def _stacks(self) -> tuple[np.ndarray, np.ndarray, int | None]:
         """(frames, rows, cols) labels, (frames, rows, cols[, channels]) image and its channel
@@ -77,7 +98,11 @@ class ExportControls(Section):
             path = check_export_path(self.path.line_edit.value, SUFFIXES)  # text: "" stays ""
             if path.suffix.lower() == ".csv":
                 labels, image, channel = self._stacks()
-                written = save_table_csv(measure_table(labels, image, 0, channel), path)
+                table = measure_table(labels, image, 0, channel)
+                session = self._tracked()
+                if session is not None:
+                    table = add_tracking_columns(table, session.confidence, dict(session.parents))
+                written = save_table_csv(table, path)
             else:
                 written = save_labels(self.annotation.labels_layer.data, path)
         except (SAM2Error, OSError) as err:
@@ -100,4 +125,21 @@ class ExportControls(Section):
         viewer = self.annotation.viewer
         if TRACKS_LAYER in viewer.layers:
             viewer.layers.remove(TRACKS_LAYER)
-        viewer.add_tracks(data, name=TRACKS_LAYER)
+        ids = set(data[:, 0].astype(int).tolist())
+        graph = {d: [m] for d, m in self._parents().items() if d in ids and m in ids}
+        viewer.add_tracks(data, graph=graph, name=TRACKS_LAYER)
+
+    def export_ctc(self) -> None:
+        """The labels along the chosen axis as Cell Tracking Challenge files, with lineage."""
+        try:
+            if self._frame_axis() is None:
+                raise SAM2Error("The CTC format is for time-lapses: this image is 2D.")
+            folder = self.ctc_folder.line_edit.value.strip()
+            if not folder:
+                raise SAM2Error("Type or choose a new or empty folder for the CTC files.")
+            labels, _, _ = self._stacks()
+            written = export_ctc(labels, folder, self._parents())
+        except (SAM2Error, OSError) as err:
+            self._notify(err)
+            return
+        show_info(f"Saved the CTC files in {written}")

@@ -3,6 +3,7 @@ selecting one picks it and shows its first frame; rename, merge and delete."""
 
 from __future__ import annotations
 
+import numpy as np
 from magicgui.widgets import PushButton, SpinBox
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
@@ -12,7 +13,7 @@ from ..engine.errors import SAM2Error
 from ..layers.objects import ObjectRow, delete_object, merge_objects, object_rows, show_object
 from .section import Section
 
-COLUMNS = ("", "id", "name", "frames", "prompted on")
+COLUMNS = ("", "id", "name", "frames", "prompted on", "last confidence")
 
 
 def _frames_text(frames: tuple[int, ...]) -> str:
@@ -28,11 +29,13 @@ def _frames_text(frames: tuple[int, ...]) -> str:
 
 class ObjectsPanel(Section):
     """A table of the annotation's objects; ``frame_axis`` gives the axis frames are counted
-    along (None for a 2D image)."""
+    along (None for a 2D image), ``propagation`` the Propagate tab's propagation (or None),
+    whose confidences the table shows."""
 
-    def __init__(self, annotation, notify, frame_axis):
+    def __init__(self, annotation, notify, frame_axis, propagation):
         super().__init__(annotation, notify)
         self._frame_axis = frame_axis
+        self._propagation = propagation
         self.rows: list[ObjectRow] = []
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -71,11 +74,21 @@ class ObjectsPanel(Section):
             swatch.setBackground(QColor.fromRgbF(*row.color))
             cells = [swatch, QTableWidgetItem(str(row.object_id)), QTableWidgetItem(row.name)]
             cells += [QTableWidgetItem(_frames_text(f)) for f in (row.frames, row.prompted)]
+            cells.append(QTableWidgetItem(self._last_confidence(row.object_id)))
             for column, cell in enumerate(cells):
                 if column != 2:  # only the name is edited in the table
                     cell.setFlags(cell.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(n, column, cell)
         self.table.blockSignals(False)
+
+    def _last_confidence(self, object_id: int) -> str:
+        """The confidence on the last frame the object was tracked on ("" if never)."""
+        propagation = self._propagation()
+        if propagation is None or propagation.frame_axis != self._frame_axis():
+            return ""
+        values = propagation.session.confidence.get(object_id)
+        done = [] if values is None else np.flatnonzero(np.isfinite(values))
+        return f"{values[done[-1]]:.2f} (frame {done[-1]})" if len(done) else ""
 
     def selected(self) -> ObjectRow | None:
         rows = self.table.selectionModel().selectedRows()

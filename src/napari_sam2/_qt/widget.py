@@ -96,10 +96,14 @@ class SAM2Widget(Container):
         self.automatic = AutomaticControls(self.session, _notify)
         self.propagation = PropagationControls(self.session, _notify)
         self.apps = AppsControls(self.session, _notify)
-        self.export = ExportControls(self.session, _notify, self._frame_axis)
+        self.export = ExportControls(
+            self.session, _notify, self._frame_axis, lambda: self.propagation.propagation
+        )
         self.resume = ResumeControls(self.session, _notify, self.propagation)
         self.export.append(self.resume)
-        self.objects = ObjectsPanel(self.session, _notify, self._frame_axis)
+        self.objects = ObjectsPanel(
+            self.session, _notify, self._frame_axis, lambda: self.propagation.propagation
+        )
         self.extend(
             [
                 self.model,
