@@ -305,7 +305,7 @@ def test_a_shown_frame_that_does_not_change_is_not_redrawn(viewer_widget, stack,
     viewer.dims.set_current_step(0, 3)
     session.points_layer.add([[3, 15, 16]])
     settle(widget, qtbot)
-    propagation = widget.propagation._current()
+    propagation = widget.propagation.current()
     labels = session.labels_layer
     mask = np.zeros((1, 32, 32), bool)
     mask[0, 5:9, 5:9] = True

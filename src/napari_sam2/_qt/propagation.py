@@ -19,6 +19,8 @@ from .confidence_strip import ConfidenceStrip, next_doubtful
 from .section import Section
 
 NEXT_DOUBTFUL_KEY = "d"
+DIVIDE_KEY = "v"
+DIVIDE_TEXT = f"Current object divides here [{DIVIDE_KEY}]"
 _STRIP_REFRESH_S = 0.25  # the strip is repainted at most this often while frames arrive
 
 
@@ -47,6 +49,12 @@ class PropagationControls(Section):
         self.progress_text = Label(value="")
         self.strip = ConfidenceStrip()
         self.doubtful_button = PushButton(text=f"Next doubtful frame [{NEXT_DOUBTFUL_KEY}]")
+        self.divide_button = PushButton(text=DIVIDE_TEXT)
+        self.divide_button.tooltip = (
+            "Then click the two daughters: the object's track ends on the frame before, and "
+            "the daughters, with new ids, are tracked forward from this one"
+        )
+        self._division: dict | None = None  # a division being marked: mother, frame, daughters
         self.extend(
             [
                 self.frame_axis,
@@ -64,6 +72,8 @@ class PropagationControls(Section):
         )
         self.native.layout().addWidget(self.strip)
         self.append(self.doubtful_button)
+        self.append(self.divide_button)
+        self.divide_button.changed.connect(self.start_division)
         self.strip.picked.connect(self.go_to)
         annotation.viewer.dims.events.current_step.connect(self._mark_shown_frame)
         self.doubtful_button.changed.connect(self.next_doubtful)
@@ -177,11 +187,14 @@ class PropagationControls(Section):
         except SAM2Error as err:
             self._notify(err)
             return
+        self._start(propagation, len(steps), stream)
+
+    def _start(self, propagation: LayerPropagation, total: int, stream) -> None:
         self._stream = stream
         self.worker = create_worker(
             _pass_through,
             stream,
-            _progress={"total": len(steps), "desc": "SAM2: propagating"},
+            _progress={"total": total, "desc": "SAM2: propagating"},
             _ignore_errors=True,  # errored → notification
         )
         self.worker.yielded.connect(partial(self._write, propagation))
@@ -189,10 +202,55 @@ class PropagationControls(Section):
         self.worker.finished.connect(self._finished)
         self.propagate_button.enabled = False
         self.cancel_button.enabled = True
-        self.progress.max, self.progress.value = len(steps), 0
-        self.progress_text.value = f"starting: {len(steps)} {self._unit(propagation.frame_axis)}s"
+        self.progress.max, self.progress.value = total, 0
+        self.progress_text.value = f"starting: {total} {self._unit(propagation.frame_axis)}s"
         self._run = {"start": time.perf_counter(), "frames": 0, "object_frames": 0}
         self.worker.start()
+
+    # -- divisions ----------------------------------------------------------------------------
+    def start_division(self, *_) -> None:
+        """The current object divides on the shown frame: the next two clicks are its
+        daughters, which get new ids and are tracked forward from here."""
+        annotation = self.annotation
+        try:
+            if self.worker is not None:
+                raise SAM2Error("A propagation is running: wait for it or cancel it first.")
+            if self.propagation is None:
+                raise SAM2Error("Propagate the object first: a division ends its track.")
+            frame = self.propagation.shown_frame()
+        except SAM2Error as err:
+            self._notify(err)
+            return
+        self._division = {"mother": annotation.object_id, "frame": frame, "daughters": []}
+        self.divide_button.text = f"Click the 2 daughters of object {annotation.object_id}…"
+
+    def take_division_click(self, event) -> bool:
+        """Take a click meant as a daughter (while a division is being marked); True if so."""
+        division = self._division
+        points = self.annotation.points_layer
+        if division is None or event is None or event.source != points:  # (a proxy: ==)
+            return False
+        if str(getattr(event, "action", "")) != "added":
+            return True
+        daughter = self.annotation.new_object()
+        features = points.features.copy()
+        features.loc[features.index[-1], "object_id"] = daughter
+        points.features = features
+        self.annotation.refresh_prompt_colors()
+        division["daughters"].append(daughter)
+        if len(division["daughters"]) == 2:
+            self._division = None
+            self.divide_button.text = DIVIDE_TEXT
+            self._run_division(**division)
+        return True
+
+    def _run_division(self, mother: int, frame: int, daughters: list[int]) -> None:
+        try:
+            total, stream = self.propagation.divide(mother, frame, daughters)
+        except SAM2Error as err:
+            self._notify(err)
+            return
+        self._start(self.propagation, total, stream)
 
     def _write(self, propagation: LayerPropagation, result) -> None:
         if not self._alive:

@@ -30,7 +30,7 @@ from .apps import AppsControls
 from .automatic import AutomaticControls
 from .export import ExportControls
 from .objects_panel import ObjectsPanel
-from .propagation import NEXT_DOUBTFUL_KEY, PropagationControls
+from .propagation import DIVIDE_KEY, NEXT_DOUBTFUL_KEY, PropagationControls
 from .resume import ResumeControls
 
 NEW_OBJECT_KEY = "n"
@@ -228,6 +228,7 @@ class SAM2Widget(Container):
                 TOGGLE_POLARITY_KEY, lambda _: self.session.toggle_polarity(), overwrite=True
             )
             layer.bind_key(NEXT_DOUBTFUL_KEY, self.propagation.next_doubtful, overwrite=True)
+            layer.bind_key(DIVIDE_KEY, self.propagation.start_division, overwrite=True)
         self.labels.reset_choices()
         self.labels.value = self.session.labels_layer
         self.viewer.layers.selection.active = self.session.points_layer
@@ -247,6 +248,8 @@ class SAM2Widget(Container):
     def _on_prompts_changed(self, event=None) -> None:
         # Finished edits only ("added", not "adding"): napari announces an edit before making
         # it, and segmenting the prompts as they were would write a mask only to undo it.
+        if self.propagation.take_division_click(event):
+            return
         if str(getattr(event, "action", "")).endswith("ing"):
             return
         self.session.refresh_prompt_colors()

@@ -187,6 +187,25 @@ class LayerPropagation:
             for object_id, prompt in objects.items():
                 self._used[(frame, object_id)] = _fingerprint(prompt)
 
+    def divide(self, mother: int, frame: int, daughters: list[int]) -> tuple[int, Iterator]:
+        """``mother`` divides on ``frame`` into ``daughters``, prompted there in the layers:
+        (frames to write, stream) of the run that tracks the daughters forward."""
+        plane = self.plane(frame)
+        found = object_prompts(
+            self.annotation.points_layer, self.annotation.shapes_layer, self.layer, plane
+        )
+        missing = [d for d in daughters if d not in found]
+        if missing:
+            raise SAM2Error(f"Daughter {missing[0]} has no prompt on frame {frame}.")
+        prompts = {d: found[d] for d in daughters}
+        stream = self.session.divide(mother, frame, prompts)
+        self.mark_used({frame: prompts})
+        self.mark_propagated(daughters)
+        here = np.asarray(self.annotation.labels_layer.data[plane.labels_index()])
+        for daughter, prompt in prompts.items():  # the run writes them: no click to segment
+            self.annotation.adopt(plane, daughter, prompt, here == daughter)
+        return len(stream), stream
+
     def mark_propagated(self, object_ids) -> None:
         """Note that these objects were propagated over the whole range already."""
         self._done.update(object_ids)
