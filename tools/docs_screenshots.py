@@ -2,8 +2,8 @@
 
 Run from the repository root under a display (or ``xvfb-run -a``):
 ``.venv/bin/python tools/docs_screenshots.py`` writes docs/images/{click,objects,timelapse,
-propagation,everything,correction}.png; correction.png needs the real nuclei stack in
-../shared/data/real-nuclei-3d (beside the repository).
+propagation,confidence,objects-panel,everything,correction}.png; correction.png needs the real
+nuclei stack in ../shared/data/real-nuclei-3d (beside the repository).
 """
 
 from pathlib import Path
@@ -73,9 +73,16 @@ def propagation() -> None:
     widget.tabs.setCurrentIndex(0)
     widget.propagation.propagate()
     wait_until(lambda: widget.propagation.worker is None, 1200)
-    widget.propagation.add_tracks()
+    widget.export.add_tracks()
     viewer.dims.set_current_step(0, 22)
     shoot(viewer, "propagation.png")
+    # Where tracking is doubtful: cell 1 leaves the field on frames 12-14.
+    viewer.dims.set_current_step(0, 0)
+    widget.propagation.next_doubtful()
+    shoot(viewer, "confidence.png")
+    widget.session.names.update({1: "leaves and returns", 2: "stays"})
+    widget.tabs.setCurrentWidget(widget.objects.native)
+    shoot(viewer, "objects-panel.png")
     viewer.close()
 
 

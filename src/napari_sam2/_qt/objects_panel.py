@@ -79,6 +79,8 @@ class ObjectsPanel(Section):
                 if column != 2:  # only the name is edited in the table
                     cell.setFlags(cell.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(n, column, cell)
+        self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(0, 24)  # the colour swatch
         self.table.blockSignals(False)
 
     def _last_confidence(self, object_id: int) -> str:
