@@ -16,8 +16,9 @@ from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
 from .plane import LazyPlane
 from .prompts import PromptSet
+from .tiled import iter_tiled_labels
 from .video import Frames, FrameStream, PropagationSession, frame_source_for, warm_up
-from .window import MaskCrop, upscale
+from .window import MaskCrop
 from .windowed import WindowedPlane
 
 
@@ -182,18 +183,22 @@ class Segmenter:
         """``segment_everything`` as a generator: yields ``Progress``, returns the labels.
 
         Made for GUI workers (``thread_worker`` reports the yields and returns the value);
-        closing the generator cancels the work at the next point batch.
+        closing the generator cancels the work at the next point batch. An image larger than
+        the model input is segmented in overlapping tiles at native resolution (``tiled``);
+        ``last_proposals`` then stays empty.
         """
         settings = AutomaticOptions.from_kwargs(**options)
         with self.lock:  # the generator works on its own copy of the image and embedding
-            frame = self.current_frame()
-            embedding = None if self._windowed is not None else self.session.embedding()
-            shape = self.image_shape
+            windowed = self._windowed
+            if windowed is None:
+                frame, embedding = self.current_frame(), self.session.embedding()
+        if windowed is not None:
+            self.last_proposals = []
+            plane, normalization = windowed.plane, windowed.normalization
+            return (yield from iter_tiled_labels(self.model, plane, normalization, settings))
         proposals = yield from iter_mask_proposals(self.model, frame, settings, embedding)
         self.last_proposals = proposals
-        labels = paint_labels(proposals, frame.shape[:2], settings)
-        step = -(-max(shape) // max(labels.shape))
-        return upscale(labels, step, shape)
+        return paint_labels(proposals, frame.shape[:2], settings)
 
     def segment_everything(self, **options) -> np.ndarray:
         """int32 labels (0 = background) of every object SAM2 finds in the current image.
