@@ -16,14 +16,14 @@ from napari_sam2.batch import (
     BatchJob,
     PostProcessing,
     PromptTable,
-    coco_annotations,
     iter_batch,
     read_image,
     rle_decode,
     rle_encode,
     run_batch,
-    segment_array,
 )
+from napari_sam2.batch.files import coco_annotations
+from napari_sam2.batch.segment import segment_array
 from napari_sam2.engine.models import MICRO_MODEL
 
 

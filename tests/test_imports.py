@@ -28,7 +28,7 @@ CHECK = textwrap.dedent(
         [
             "napari_sam2.batch",
             "napari_sam2.cli",
-            "napari_sam2.dask_workers",
+            "napari_sam2.batch.workers",
             "napari_sam2.extract",
             "napari_sam2.background",
             "napari_sam2.measure",

@@ -21,6 +21,7 @@ import torch
 
 from .errors import SAM2Error
 from .models import inference_context
+from .window import MaskCrop
 
 
 @dataclass(frozen=True)
@@ -231,16 +232,31 @@ def paint_labels(
     """Non-overlapping int32 labels 1..n from mask proposals (0 is background).
 
     Proposals smaller than ``min_area`` or larger than ``max_area_fraction`` of the image are
-    dropped; the rest are painted large-to-small (or small-to-large), and masks that end up
-    completely hidden, or smaller than ``min_area`` after being overlapped, are removed. Ids
-    are given in painting order and then made consecutive.
+    dropped; the rest are painted as ``paint_crops`` does.
+    """
+    max_area = options.max_area_fraction * shape[0] * shape[1]
+    whole = slice(0, shape[0]), slice(0, shape[1])
+    kept = [(p.area, MaskCrop(*whole, p.mask)) for p in proposals if p.area <= max_area]
+    return paint_crops(kept, shape, options)
+
+
+def paint_crops(
+    masks: list[tuple[int, MaskCrop]],
+    shape: tuple[int, int],
+    options: AutomaticOptions = AutomaticOptions(),
+) -> np.ndarray:
+    """Non-overlapping int32 labels 1..n from (area, mask crop) pairs (0 is background).
+
+    Masks smaller than ``min_area`` are dropped; the rest are painted large-to-small (or
+    small-to-large), and masks that end up completely hidden, or smaller than ``min_area``
+    after being overlapped, are removed. Ids are given in painting order and then made
+    consecutive.
     """
     labels = np.zeros(shape, dtype=np.int32)
-    max_area = options.max_area_fraction * shape[0] * shape[1]
-    kept = [p for p in proposals if options.min_area <= p.area <= max_area]
-    kept.sort(key=lambda p: p.area, reverse=options.larger_first)
-    for label, proposal in enumerate(kept, start=1):
-        labels[proposal.mask] = label
+    kept = [m for m in masks if m[0] >= options.min_area]
+    kept.sort(key=lambda m: m[0], reverse=options.larger_first)
+    for label, (_, crop) in enumerate(kept, start=1):
+        labels[crop.rows, crop.cols][crop.mask] = label
     if not kept:
         return labels
     areas = np.bincount(labels.ravel(), minlength=len(kept) + 1)

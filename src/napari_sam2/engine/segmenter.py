@@ -11,14 +11,18 @@ import torch
 
 from .automatic import AutomaticOptions, Progress, iter_mask_proposals, paint_labels
 from .errors import SAM2Error
-from .frames import Normalization, model_input, select_channels, shrink_factor, to_model_frame
+from .frames import MAX_MODEL_SIDE, Normalization, model_input, to_model_frame
 from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
+from .plane import LazyPlane
 from .prompts import PromptSet
+from .tiled import iter_tiled_labels
 from .video.reading import frame_source_for
 from .video.session import PropagationSession
 from .video.stream import Frames, FrameStream
 from .video.warmup import warm_up
+from .window import MaskCrop
+from .windowed import WindowedPlane
 
 
 class Segmenter:
@@ -50,7 +54,8 @@ class Segmenter:
         # Held while the current image is set and used, so that worker threads (clicks,
         # segment-everything) never interleave a set_plane with another's predict.
         self.lock = threading.RLock()
-        self._plane: np.ndarray | None = None
+        self._plane: np.ndarray | None = None  # an image no larger than the model input
+        self._windowed: WindowedPlane | None = None  # or a larger one, read lazily
         self._normalization: Normalization | None = None
         self.last_proposals: list = []  # MaskProposals of the last segment_everything
 
@@ -76,70 +81,127 @@ class Segmenter:
         An (H, W, 3) or (H, W, 4) array is read as RGB(A) unless ``channel_axis`` says otherwise.
         ``contrast_limits`` (low, high) map intensities to the model's range; by default 8-bit
         colour uses 0-255 and anything else its 0.5-99.8 percentiles. ``channels`` picks up to
-        three channels of a multichannel image as the model's R, G, B inputs.
+        three channels of a multichannel image as the model's R, G, B inputs. ``image`` may be
+        numpy, dask or zarr: one larger than the model input is read lazily, a window around
+        each prompt set at a time (see ``engine.window``).
         """
-        image = np.asarray(image)
+        if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+            image = np.asarray(image)
         if channel_axis is None and image.ndim == 3 and image.shape[-1] in (3, 4):
             channel_axis = -1
-        plane = select_channels(image, channel_axis, channels)
-        normalization = (
-            Normalization.for_data(plane)
-            if contrast_limits is None
-            else Normalization.from_limits(contrast_limits)
-        )
-        self.set_plane(plane, normalization)
+        plane = LazyPlane(image, channel_axis, channels)
+        if contrast_limits is not None:
+            normalization = Normalization.from_limits(contrast_limits)
+        elif self._is_large(plane.shape):
+            normalization = plane.normalization()
+        else:
+            pixels = plane.read()
+            normalization = Normalization.for_data(pixels)
+            self._set_small(pixels, normalization)
+            return
+        self._set_lazy(plane, normalization)
 
-    def set_plane(self, plane: np.ndarray, normalization: Normalization) -> None:
+    def set_plane(self, plane, normalization: Normalization) -> None:
         """Embed an already channel-selected (H, W[, ≤3]) plane with a given normalisation.
 
         The napari adapters call this with the displayed plane and the layer's contrast limits,
         so one normalisation serves every plane of a stack.
         """
-        plane = np.asarray(plane)
+        self._set_lazy(LazyPlane(plane, -1 if plane.ndim == 3 else None), normalization)
+
+    def _is_large(self, shape: tuple[int, int]) -> bool:
+        """Whether a plane is segmented in windows rather than resized whole to the model."""
+        return max(shape) > self.model.image_size
+
+    def _set_lazy(self, plane: LazyPlane, normalization: Normalization) -> None:
+        if not self._is_large(plane.shape):
+            self._set_small(plane.read(), normalization)
+            return
+        windowed = WindowedPlane(
+            plane, normalization, self.session, self.model.image_size, self.device
+        )
+        with self.lock:
+            self._plane, self._normalization, self._windowed = None, normalization, windowed
+
+    def _set_small(self, plane: np.ndarray, normalization: Normalization) -> None:
+        """Embed a plane no larger than the model input whole, as the model was trained."""
         key = (plane_fingerprint(plane), normalization)
-        factor = shrink_factor(plane.shape)
-        hw = (plane.shape[0] // factor, plane.shape[1] // factor)
         with self.lock:
             frame = None
             if not self.session.is_cached(key):
                 frame = model_input(plane, normalization, self.model.image_size, self.device)
-            self.session.set_frame(frame, hw, key)
-            self._plane, self._normalization = plane, normalization
+            self.session.set_frame(frame, plane.shape[:2], key)
+            self._plane, self._normalization, self._windowed = plane, normalization, None
 
-    def _geometry(self) -> tuple[tuple[int, int], int]:
-        """The current plane's (H, W) and the factor it is shrunk by for the model."""
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) of the current image."""
+        if self._windowed is not None:
+            return self._windowed.shape
         if self._plane is None:
             raise SAM2Error("No image is set: call set_image first.")
-        return self._plane.shape[:2], shrink_factor(self._plane.shape)
+        return self._plane.shape[:2]
 
     def current_frame(self) -> np.ndarray:
-        """The current image as the model sees it: (h, w, 3) float32 in [0, 1], maybe shrunk."""
-        if self._plane is None:
+        """The current image as the model sees it whole: (h, w, 3) float32 in [0, 1]; a large
+        image read every n-th pixel to at most ``frames.MAX_MODEL_SIDE`` a side."""
+        plane = self._plane
+        if self._windowed is not None:
+            plane = self._windowed.plane.overview(MAX_MODEL_SIDE)
+        if plane is None:
             raise SAM2Error("No image is set: call set_image first.")
-        return to_model_frame(self._plane, self._normalization)
+        return to_model_frame(plane, self._normalization)
 
     def predict(self, points=None, point_labels=None, box=None, mask=None) -> np.ndarray:
-        """Boolean (H, W) mask of one object from clicks, a box and/or a mask prompt."""
+        """Boolean (H, W) mask of one object from clicks, a box and/or a mask prompt.
+
+        On a huge image the full-size mask costs H × W bytes: ``predict_crop`` returns only
+        the part that holds the object.
+        """
         with self.lock:
-            shape, factor = self._geometry()
+            crop = self.predict_crop(points, point_labels, box, mask)
+            if self._windowed is None:
+                return crop.mask
+            return crop.full(self.image_shape)
+
+    def predict_crop(
+        self, points=None, point_labels=None, box=None, mask=None, region=None
+    ) -> MaskCrop:
+        """``predict``'s mask as ``MaskCrop(rows, cols, mask)``: the mask's pixels at
+        ``rows``, ``cols`` (slices) of the image.
+
+        On an image larger than the model input, ``region`` (min_row, min_col, max_row,
+        max_col), e.g. the field of view, is the window to segment in; by default the engine
+        picks one around the prompts. A small image is always segmented whole.
+        """
+        with self.lock:
+            shape = self.image_shape
             prompts = PromptSet.from_arguments(points, point_labels, box, mask).validate(shape)
-            result, _ = self.session.predict(prompts.scaled(factor))
-        return _upscale(result, factor, shape) if factor > 1 else result
+            if self._windowed is not None:
+                return self._windowed.predict(prompts, region)
+            result, _ = self.session.predict(prompts)
+        return MaskCrop(slice(0, shape[0]), slice(0, shape[1]), result)
 
     def iter_segment_everything(self, **options) -> Generator[Progress, None, np.ndarray]:
         """``segment_everything`` as a generator: yields ``Progress``, returns the labels.
 
         Made for GUI workers (``thread_worker`` reports the yields and returns the value);
-        closing the generator cancels the work at the next point batch.
+        closing the generator cancels the work at the next point batch. An image larger than
+        the model input is segmented in overlapping tiles at native resolution (``tiled``);
+        ``last_proposals`` then stays empty.
         """
         settings = AutomaticOptions.from_kwargs(**options)
         with self.lock:  # the generator works on its own copy of the image and embedding
-            frame, embedding = self.current_frame(), self.session.embedding()
-            shape, factor = self._geometry()
+            windowed = self._windowed
+            if windowed is None:
+                frame, embedding = self.current_frame(), self.session.embedding()
+        if windowed is not None:
+            self.last_proposals = []
+            plane, normalization = windowed.plane, windowed.normalization
+            return (yield from iter_tiled_labels(self.model, plane, normalization, settings))
         proposals = yield from iter_mask_proposals(self.model, frame, settings, embedding)
         self.last_proposals = proposals
-        labels = paint_labels(proposals, frame.shape[:2], settings)
-        return _upscale(labels, factor, shape) if factor > 1 else labels
+        return paint_labels(proposals, frame.shape[:2], settings)
 
     def segment_everything(self, **options) -> np.ndarray:
         """int32 labels (0 = background) of every object SAM2 finds in the current image.
@@ -248,10 +310,3 @@ def _closing(session: PropagationSession, frames: Frames) -> Frames:
     finally:
         frames.close()
         session.close()
-
-
-def _upscale(mask: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour enlargement of a mask predicted on a shrunk plane to ``shape``."""
-    rows = np.minimum(np.arange(shape[0]) // factor, mask.shape[0] - 1)
-    cols = np.minimum(np.arange(shape[1]) // factor, mask.shape[1] - 1)
-    return mask[np.ix_(rows, cols)]

@@ -1,7 +1,7 @@
 """Dask distributed for the batch: a worker plugin holding one model per worker, and the client.
 
-Imported only when a batch runs on Dask; the class lives in an importable module so workers can
-unpickle it.
+Imported only when a batch runs on Dask (by ``run``); the class lives in an importable module
+so workers can unpickle it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import threading
 from distributed import Client, LocalCluster, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .batch import BatchJob, FileResult, process_file
-from .engine.errors import SAM2Error
+from ..engine.errors import SAM2Error
+from .job import BatchJob, FileResult
+from .segment import process_file
 
 PLUGIN_NAME = "napari-sam2-segmenter"
 SCHEDULER_TIMEOUT_S = 5.0
@@ -49,7 +50,7 @@ class SegmenterPlugin(WorkerPlugin):
 
     def segmenter(self):
         if self._segmenter is None:
-            from .engine.segmenter import Segmenter
+            from ..engine.segmenter import Segmenter
 
             self._segmenter = Segmenter(self.model, self.device, self.checkpoint)
         return self._segmenter

@@ -1,0 +1,98 @@
+"""Prompts on a plane larger than the model input, segmented in windows at native resolution.
+
+Each prompt set is segmented in the window ``window.choose_window`` picks for it; a window's
+embedding is cached under (its raw pixels' hash, the window, the normalisation), so a second
+click in it only runs the mask decoder. The first mask then checks the window: if it reaches a
+border inside the plane (the object is probably cut) or is too large for the window's level
+(a window shows a part of a large object as an object of its own), the prompts are predicted
+once more in the window chosen for the prompts and that mask together, which holds the object
+away from its borders, on a larger level if need be.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .frames import Normalization, model_input
+from .image import ImageSession, plane_fingerprint
+from .plane import LazyPlane
+from .prompts import PromptSet
+from .window import (
+    MaskCrop,
+    Window,
+    choose_window,
+    covering_window,
+    crop_extent,
+    prompt_extent,
+    union,
+    upscale,
+)
+
+
+class WindowedPlane:
+    """A large plane, its normalisation, and the image session that embeds its windows."""
+
+    def __init__(
+        self,
+        plane: LazyPlane,
+        normalization: Normalization,
+        session: ImageSession,
+        image_size: int,
+        device: torch.device,
+    ):
+        self.plane, self.normalization = plane, normalization
+        self.session, self.image_size, self.device = session, image_size, device
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.plane.shape
+
+    def predict(self, prompts: PromptSet, region: tuple | None = None) -> MaskCrop:
+        """The mask of ``prompts`` (validated, plane coordinates), cropped to its bounding box.
+
+        ``region`` (min_row, min_col, max_row, max_col), e.g. the field of view, is the window
+        to segment in (grown to hold the prompts); by default one is chosen around them.
+        """
+        extent = prompt_extent(prompts)
+        if region is not None:
+            window = covering_window(union(extent, region), self.shape, self.image_size)
+            return self.predict_in(window, prompts)
+        window = choose_window(extent, self.shape, self.image_size)
+        crop = self.predict_in(window, prompts)
+        if not crop.mask.any():
+            return crop
+        grown = choose_window(union(extent, crop_extent(crop)), self.shape, self.image_size)
+        larger = grown.rows * grown.cols > window.rows * window.cols
+        if grown != window and (larger or _reaches_inner_edge(crop, window, self.shape)):
+            crop = self.predict_in(grown, prompts)
+        return crop
+
+    def predict_in(self, window: Window, prompts: PromptSet) -> MaskCrop:
+        """The mask of ``prompts`` segmented in ``window``, trimmed to its bounding box."""
+        self.embed(window)
+        mask, _ = self.session.predict(window.local(prompts))
+        rows, cols = window.slices
+        return MaskCrop(
+            rows, cols, upscale(mask, window.step, (window.rows, window.cols))
+        ).trimmed()
+
+    def embed(self, window: Window) -> None:
+        """Make ``window`` the session's frame, embedding it unless its pixels are cached."""
+        raw = self.plane.read(*window.read_slices)
+        key = (plane_fingerprint(raw), window, self.normalization)
+        frame = None
+        if not self.session.is_cached(key):
+            frame = model_input(raw, self.normalization, self.image_size, self.device)
+        self.session.set_frame(frame, raw.shape[:2], key)
+
+
+def _reaches_inner_edge(crop: MaskCrop, window: Window, shape: tuple[int, int]) -> bool:
+    """Whether the (trimmed) mask touches a border of ``window`` that lies inside the plane."""
+    top, left, bottom, right = window.inner_edges(shape)
+    rows, cols = window.slices
+    return (
+        (top and crop.rows.start == rows.start)
+        or (left and crop.cols.start == cols.start)
+        or (bottom and crop.rows.stop == rows.stop)
+        or (right and crop.cols.stop == cols.stop)
+    )
