@@ -13,7 +13,9 @@ frames are normalised as the plugin does (0.5 / 99.8 percentiles). Prints JSON l
 * ``touching``: one click on each cell of a touching pair; ``separated`` counts the cells
   whose mask has IoU > 0.5 with the cell and covers < 20 % of the neighbour;
 * the Otsu baseline: the connected component under the click; the foreground inside the box;
-* ``latency``: CPU time of one click on a cached embedding (2 threads), and of the embedding.
+* ``latency``: CPU time of one click on a cached embedding (2 threads), and of the embedding;
+* ``--real``: also the real confocal nuclei stack (``tools/evaluate_real.py``: 2D clicks and
+  boxes on its slices, z-propagation, Otsu columns).
 
 Command::
 
@@ -93,7 +95,10 @@ class Model:
         self.predictor = SAM2ImagePredictor(model.eval())
 
     def set_image(self, image: np.ndarray) -> None:
-        frame = tm.normalise(image)
+        self.set_frame(tm.normalise(image))
+
+    def set_frame(self, frame: np.ndarray) -> None:
+        """A frame already normalised to 0..1 (a slice of a stack normalised stack-wide)."""
         self.frame = frame
         with torch.inference_mode():
             self.predictor.set_image(np.repeat(frame[..., None], 3, -1))
@@ -399,8 +404,16 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--skip", nargs="*", default=[], choices=["image", "touching", "latency", "video"]
     )
+    ap.add_argument("--real", action="store_true", help="also the real nuclei stack")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.real:
+        import evaluate_real
+
+        evaluate_real.main(
+            ["--checkpoint", args.checkpoint, "--config", args.config, "--device", args.device]
+            + ["--threads", str(args.threads)]
+        )
     if "video" not in args.skip:
         vm = VideoModel(args.checkpoint, args.config, args.device)
         print(json.dumps({"metric": "video", **evaluate_video(vm, args.clips)}), flush=True)
