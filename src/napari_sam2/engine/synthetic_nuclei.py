@@ -177,7 +177,7 @@ def _form_plane(
             rj = scale * r
             edge = np.clip(rj - rho + 0.5, 0.0, 1.0)
             rel = np.clip(rho / np.maximum(rj, 1e-3), 0, 1)
-            profile = np.clip((1.0 - s.dome * rel**2) * (1.0 + texture), 0.1, None)
+            profile = np.clip((1.0 - s.dome * rel**2) * (1.0 + texture), 0.05, None)
             b = int(np.argmin(np.abs(levels - sigma[j])))
             bins[b, y0:y1, x0:x1] += (s.brightness * weight[j]) * edge * profile * shade
     light = np.zeros(shape, np.float32)
@@ -204,10 +204,13 @@ def _optics(rng: np.random.Generator, shape, dtype, radius: float) -> _Optics:
     # fields are dim, the brightest nuclei of some saturate.
     full = top * rng.uniform(0.25, 1.3) if dtype == np.uint8 else rng.uniform(1500, 1.3 * top)
     offset = rng.uniform(0, 12) if dtype == np.uint8 else rng.uniform(80, 2500)
-    # Chromatin: a smooth grain plus sparse bright spots (the heavy tail of real interiors).
-    texture = rng.uniform(0.15, 0.5) * _smooth_noise(rng, shape, rng.uniform(1.2, 4.0))
+    # Chromatin: a grain, sparse bright spots (the heavy tail of real interiors) and dark
+    # patches (nucleoli) that belong to the nucleus all the same.
+    texture = rng.uniform(0.15, 0.7) * _smooth_noise(rng, shape, rng.uniform(1.2, 4.0))
     spots = np.clip(_smooth_noise(rng, shape, rng.uniform(1.5, 3.0)) - 1.0, 0.0, None)
     texture += rng.uniform(0.3, 1.5) * spots
+    holes = np.clip(_smooth_noise(rng, shape, rng.uniform(2.5, 6.0)) - 1.0, 0.0, None)
+    texture -= rng.uniform(0.0, 1.2) * holes
     return _Optics(
         psf=rng.uniform(0.5, 1.3),
         scatter=rng.uniform(0.05, 0.3),
@@ -259,7 +262,8 @@ def synthetic_nuclei(
     radius = _default_radius(shape, n_cells) if radius is None else float(radius)
     optics = _optics(rng, shape, dtype, radius)
     n_far = int(round(out_of_focus * n_cells))
-    nuclei = _place(rng, shape, n_cells - n_far, radius, -0.4 * radius, 0.4 * radius, touching)
+    # In focus: cut anywhere from the equator to near the top or bottom (small, dim sections).
+    nuclei = _place(rng, shape, n_cells - n_far, radius, -0.7 * radius, 0.7 * radius, touching)
     for n in _place(rng, shape, n_far, radius, 0.8 * radius, 1.8 * radius, 0.0):
         nuclei.append(replace(n, cz=n.cz * rng.choice([-1.0, 1.0])))
     labels = _focal_labels(nuclei, 0.0, shape)
