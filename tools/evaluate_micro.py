@@ -86,13 +86,14 @@ def touches_others(labels: np.ndarray, k: int) -> bool:
 class Model:
     """The stock image predictor on the micro model, used as the plugin uses it."""
 
-    def __init__(self, checkpoint, config=tm.DEFAULT_CONFIG):
+    def __init__(self, checkpoint, config=tm.DEFAULT_CONFIG, device="cpu"):
+        """``device`` other than the CPU runs float32 there too (no autocast)."""
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         model = tm.build_model(config, video=True, inference=True)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
         model.load_state_dict(state, strict=True)
-        self.predictor = SAM2ImagePredictor(model.eval())
+        self.predictor = SAM2ImagePredictor(model.to(device).eval())
 
     def set_image(self, image: np.ndarray) -> None:
         self.set_frame(tm.normalise(image))
