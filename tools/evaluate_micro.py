@@ -94,6 +94,9 @@ class Model:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
         model.load_state_dict(state, strict=True)
         self.predictor = SAM2ImagePredictor(model.to(device).eval())
+        # The predictor assumes a 1024 input's feature sizes; other input sizes have their own.
+        size = model.image_size
+        self.predictor._bb_feat_sizes = [(size // k, size // k) for k in (4, 8, 16)]
 
     def set_image(self, image: np.ndarray) -> None:
         self.set_frame(tm.normalise(image))
@@ -257,13 +260,17 @@ def init_state_from_frames(predictor, frames01: np.ndarray) -> dict:
     """A SAM2VideoPredictor inference state over in-memory frames (T, H, W) in 0..1.
 
     The same keys as ``SAM2VideoPredictor.init_state``; the frames are resized and normalised
-    as its JPEG loader does (bilinear to 1024, ImageNet mean / std), without a JPEG round trip.
+    as its JPEG loader does (bilinear to the model's input size, ImageNet mean / std), without a
+    JPEG round trip.
     """
     from collections import OrderedDict
 
     device = predictor.device
     x = torch.from_numpy(frames01.astype(np.float32))[:, None]
-    images = torch.cat([tm.to_model_input(x[i : i + 8].to(device)) for i in range(0, len(x), 8)])
+    size = predictor.image_size
+    images = torch.cat(
+        [tm.to_model_input(x[i : i + 8].to(device), size) for i in range(0, len(x), 8)]
+    )
     state = {
         "images": images,
         "num_frames": len(images),
@@ -298,15 +305,19 @@ class VideoModel:
         self.device = torch.device(device)
         self.predictor = model.to(self.device).eval()
         if self.device.type == "cpu":
-            # The predictor stores memories in bfloat16; on CPU the memory attention needs
-            # float (issue 5's CPU trap).
-            attn = self.predictor.memory_attention
-            forward = attn.forward
+            self.cast_memory_to_float(self.predictor)
 
-            def float_memory(curr, memory, curr_pos=None, memory_pos=None, **kw):
-                return forward(curr, memory.float(), curr_pos, memory_pos.float(), **kw)
+    @staticmethod
+    def cast_memory_to_float(predictor) -> None:
+        """The predictor stores memories in bfloat16; on CPU the memory attention needs float
+        (issue 5's CPU trap)."""
+        attn = predictor.memory_attention
+        forward = attn.forward
 
-            attn.forward = float_memory
+        def float_memory(curr, memory, curr_pos=None, memory_pos=None, **kw):
+            return forward(curr, memory.float(), curr_pos, memory_pos.float(), **kw)
+
+        attn.forward = float_memory
 
     def track(self, frames01: np.ndarray, frame_idx: int, point, both_ways=False) -> np.ndarray:
         """Masks (T, H, W) of one object clicked at ``point`` (row, col) on ``frame_idx``."""

@@ -170,13 +170,11 @@ def normalise(plane: np.ndarray, rng: np.random.Generator | None = None) -> np.n
     return x.astype(np.float32)
 
 
-def to_model_input(frames01: torch.Tensor) -> torch.Tensor:
-    """(B, 1 or 3, H, W) 0..1 → (B, 3, 1024, 1024) as SAM2Transforms (resize, ImageNet norm)."""
+def to_model_input(frames01: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """(B, 1 or 3, H, W) 0..1 → (B, 3, size, size) as SAM2Transforms (resize, ImageNet norm)."""
     x = frames01.float()
-    if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-        x = F.interpolate(
-            x, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True
-        )
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=True)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
