@@ -13,7 +13,9 @@ frames are normalised as the plugin does (0.5 / 99.8 percentiles). Prints JSON l
 * ``touching``: one click on each cell of a touching pair; ``separated`` counts the cells
   whose mask has IoU > 0.5 with the cell and covers < 20 % of the neighbour;
 * the Otsu baseline: the connected component under the click; the foreground inside the box;
-* ``latency``: CPU time of one click on a cached embedding (2 threads), and of the embedding.
+* ``latency``: CPU time of one click on a cached embedding (2 threads), and of the embedding;
+* ``--real``: also the real confocal nuclei stack (``tools/evaluate_real.py``: 2D clicks and
+  boxes on its slices, z-propagation, Otsu columns).
 
 Command::
 
@@ -84,16 +86,23 @@ def touches_others(labels: np.ndarray, k: int) -> bool:
 class Model:
     """The stock image predictor on the micro model, used as the plugin uses it."""
 
-    def __init__(self, checkpoint, config=tm.DEFAULT_CONFIG):
+    def __init__(self, checkpoint, config=tm.DEFAULT_CONFIG, device="cpu"):
+        """``device`` other than the CPU runs float32 there too (no autocast)."""
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         model = tm.build_model(config, video=True, inference=True)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
         model.load_state_dict(state, strict=True)
-        self.predictor = SAM2ImagePredictor(model.eval())
+        self.predictor = SAM2ImagePredictor(model.to(device).eval())
+        # The predictor assumes a 1024 input's feature sizes; other input sizes have their own.
+        size = model.image_size
+        self.predictor._bb_feat_sizes = [(size // k, size // k) for k in (4, 8, 16)]
 
     def set_image(self, image: np.ndarray) -> None:
-        frame = tm.normalise(image)
+        self.set_frame(tm.normalise(image))
+
+    def set_frame(self, frame: np.ndarray) -> None:
+        """A frame already normalised to 0..1 (a slice of a stack normalised stack-wide)."""
         self.frame = frame
         with torch.inference_mode():
             self.predictor.set_image(np.repeat(frame[..., None], 3, -1))
@@ -251,13 +260,17 @@ def init_state_from_frames(predictor, frames01: np.ndarray) -> dict:
     """A SAM2VideoPredictor inference state over in-memory frames (T, H, W) in 0..1.
 
     The same keys as ``SAM2VideoPredictor.init_state``; the frames are resized and normalised
-    as its JPEG loader does (bilinear to 1024, ImageNet mean / std), without a JPEG round trip.
+    as its JPEG loader does (bilinear to the model's input size, ImageNet mean / std), without a
+    JPEG round trip.
     """
     from collections import OrderedDict
 
     device = predictor.device
     x = torch.from_numpy(frames01.astype(np.float32))[:, None]
-    images = torch.cat([tm.to_model_input(x[i : i + 8].to(device)) for i in range(0, len(x), 8)])
+    size = predictor.image_size
+    images = torch.cat(
+        [tm.to_model_input(x[i : i + 8].to(device), size) for i in range(0, len(x), 8)]
+    )
     state = {
         "images": images,
         "num_frames": len(images),
@@ -292,15 +305,19 @@ class VideoModel:
         self.device = torch.device(device)
         self.predictor = model.to(self.device).eval()
         if self.device.type == "cpu":
-            # The predictor stores memories in bfloat16; on CPU the memory attention needs
-            # float (issue 5's CPU trap).
-            attn = self.predictor.memory_attention
-            forward = attn.forward
+            self.cast_memory_to_float(self.predictor)
 
-            def float_memory(curr, memory, curr_pos=None, memory_pos=None, **kw):
-                return forward(curr, memory.float(), curr_pos, memory_pos.float(), **kw)
+    @staticmethod
+    def cast_memory_to_float(predictor) -> None:
+        """The predictor stores memories in bfloat16; on CPU the memory attention needs float
+        (issue 5's CPU trap)."""
+        attn = predictor.memory_attention
+        forward = attn.forward
 
-            attn.forward = float_memory
+        def float_memory(curr, memory, curr_pos=None, memory_pos=None, **kw):
+            return forward(curr, memory.float(), curr_pos, memory_pos.float(), **kw)
+
+        attn.forward = float_memory
 
     def track(self, frames01: np.ndarray, frame_idx: int, point, both_ways=False) -> np.ndarray:
         """Masks (T, H, W) of one object clicked at ``point`` (row, col) on ``frame_idx``."""
@@ -399,8 +416,16 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--skip", nargs="*", default=[], choices=["image", "touching", "latency", "video"]
     )
+    ap.add_argument("--real", action="store_true", help="also the real nuclei stack")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.real:
+        import evaluate_real
+
+        evaluate_real.main(
+            ["--checkpoint", args.checkpoint, "--config", args.config, "--device", args.device]
+            + ["--threads", str(args.threads)]
+        )
     if "video" not in args.skip:
         vm = VideoModel(args.checkpoint, args.config, args.device)
         print(json.dumps({"metric": "video", **evaluate_video(vm, args.clips)}), flush=True)

@@ -55,6 +55,14 @@ IoU-head fine-tune (issue 5, ``--train-only iou``)
   masks and memories the head learns to rank are the packaged weights' own.
   ``tools/run_iou_finetune.sh`` runs it and the held-back evaluation on the GPU machine.
 
+Confocal nuclei (issue 17, ``--nuclei-share F``)
+-----------------------------------------------
+* A share F of the images comes from ``synthetic_nuclei`` (160-640 px, radius 12-150 px at the
+  1024 input, 15-60 % coverage, touching 20-80 %, up to 40 % out-of-focus neighbours), and the
+  z-stack clips (20 + 20 x F % of the clips) a share F from ``synthetic_nuclei_stack``, tracked
+  from nucleus 1's widest slice. ``tools/run_micro_v2.sh`` fine-tunes and evaluates on the GPU
+  machine (candidates and numbers: docs/micro-model.md, "Real data").
+
 Commands used for the packaged checkpoint (each on one H100; see docs/micro-model.md)::
 
     # image mode: two calls, the second resumes from the first's model.pt / opt.pt
@@ -99,6 +107,9 @@ N_PROMPTS = sum(PROMPTS.values())
 # it joins the decoder transformer's self-attention, so training it would move the masks too).
 # decoder: the whole mask decoder, IoU token and head included.
 TRAIN_ONLY = {"iou": "sam_mask_decoder.iou_prediction_head.", "decoder": "sam_mask_decoder."}
+# Share of training images (and z-stack clips) drawn by ``synthetic_nuclei`` (``--nuclei-share``;
+# the DataLoader workers fork after ``main`` sets it).
+NUCLEI_SHARE = 0.0
 
 
 def _import_synthetic():
@@ -159,13 +170,11 @@ def normalise(plane: np.ndarray, rng: np.random.Generator | None = None) -> np.n
     return x.astype(np.float32)
 
 
-def to_model_input(frames01: torch.Tensor) -> torch.Tensor:
-    """(B, 1 or 3, H, W) 0..1 → (B, 3, 1024, 1024) as SAM2Transforms (resize, ImageNet norm)."""
+def to_model_input(frames01: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """(B, 1 or 3, H, W) 0..1 → (B, 3, size, size) as SAM2Transforms (resize, ImageNet norm)."""
     x = frames01.float()
-    if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-        x = F.interpolate(
-            x, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True
-        )
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=True)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
@@ -225,8 +234,33 @@ class ImageStream(torch.utils.data.IterableDataset):
             yield make_image_sample(rng)
 
 
+def random_nuclei(rng: np.random.Generator):
+    """One confocal nuclei image (``synthetic_nuclei``): crowded, sizes and optics at random."""
+    from napari_sam2.engine.synthetic_nuclei import synthetic_nuclei
+
+    h, w = (int(v) for v in rng.integers(160, 641, 2))
+    r_model = math.exp(rng.uniform(math.log(12), math.log(150)))
+    radius = max(3.0, r_model * math.sqrt(h * w) / IMAGE_SIZE)
+    n = int(np.clip(rng.uniform(0.15, 0.6) * h * w / (math.pi * radius**2), 1, 150))
+    while True:
+        image, labels = synthetic_nuclei(
+            (h, w),
+            n_cells=n,
+            dtype=np.uint8 if rng.random() < 0.4 else np.uint16,
+            seed=int(rng.integers(1 << 31)),
+            radius=radius,
+            touching=rng.uniform(0.2, 0.8),
+            out_of_focus=rng.uniform(0.0, 0.4),
+        )
+        if labels.max():
+            return image, labels
+
+
 def random_cells(rng: np.random.Generator):
-    """One training image: sizes, densities and shapes drawn at random (see module docstring)."""
+    """One training image: sizes, densities and shapes drawn at random (see module docstring);
+    a share ``NUCLEI_SHARE`` of them confocal nuclei (issue 17)."""
+    if rng.random() < NUCLEI_SHARE:
+        return random_nuclei(rng)
     syn = _import_synthetic()
     h, w = (int(v) for v in rng.integers(160, 769, 2))
     r_model = math.exp(rng.uniform(math.log(10), math.log(150)))  # radius at 1024 input
@@ -531,7 +565,8 @@ def make_clip_sample(rng: np.random.Generator, progress: float, n_frames: int = 
     n_cells = int(rng.integers(1, 6))
     p_static = max(0.1, 0.5 - 0.4 * progress / 0.3)
     u = rng.random()
-    motion = "static" if u < p_static else ("zstack" if u < p_static + 0.2 else "smooth")
+    p_zstack = 0.2 + 0.2 * NUCLEI_SHARE
+    motion = "static" if u < p_static else ("zstack" if u < p_static + p_zstack else "smooth")
     absent = None
     if motion != "zstack" and rng.random() < 0.25:
         k = int(rng.integers(1, 4))
@@ -539,7 +574,22 @@ def make_clip_sample(rng: np.random.Generator, progress: float, n_frames: int = 
         absent = (a, a + k)
     seed = int(rng.integers(1 << 31))
     dtype = np.uint8 if rng.random() < 0.4 else np.uint16
-    if motion == "zstack":
+    if motion == "zstack" and rng.random() < NUCLEI_SHARE:
+        from napari_sam2.engine.synthetic_nuclei import synthetic_nuclei_stack
+
+        # Confocal nuclei, from nucleus 1's widest slice on: slices 4-15 % of a radius apart.
+        frames, labels = synthetic_nuclei_stack(
+            n_frames,
+            (h, w),
+            int(rng.integers(3, 25)),
+            dtype,
+            seed,
+            radius=radius,
+            z_step=radius * rng.uniform(0.04, 0.15),
+            touching=rng.uniform(0.2, 0.8),
+            centre=0,
+        )
+    elif motion == "zstack":
         total = 2 * n_frames - 1
         frames, labels = syn.synthetic_clip(
             total, (h, w), n_cells, dtype, seed, "zstack", radius=radius
@@ -871,7 +921,12 @@ def main(argv=None) -> None:
     ap.add_argument("--overfit", type=int, default=0, help="only train N steps on one clip")
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--check", action="store_true", help="compare with SAM2ImagePredictor, exit")
+    ap.add_argument(
+        "--nuclei-share", type=float, default=0.0, help="images / z-stacks of confocal nuclei"
+    )
     args = ap.parse_args(argv)
+    global NUCLEI_SHARE
+    NUCLEI_SHARE = args.nuclei_share
 
     if args.check:
         print(json.dumps({"max_abs_diff_vs_predictor": check_against_predictor(args.config)}))

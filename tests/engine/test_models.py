@@ -67,20 +67,27 @@ class _Server:
 def server(random_checkpoint):
     payload = open(random_checkpoint, "rb").read()
     srv = _Server(payload)
-    yield srv, hashlib.sha256(payload).hexdigest()
+    yield srv, hashlib.sha256(payload).hexdigest(), len(payload)
     srv.httpd.shutdown()
 
 
 @pytest.fixture
 def served_model(server, monkeypatch, tmp_path):
-    """Registers a micro-architecture model that the local server serves at ``path``."""
-    srv, sha = server
+    """Registers a micro-architecture model that the local server serves at ``path``, with
+    the served file's hash and size recorded (or the ones given)."""
+    srv, sha, size = server
     monkeypatch.setenv("NAPARI_SAM2_CACHE", str(tmp_path / "cache"))
     micro = models.MODELS[models.MICRO_MODEL]
 
-    def register(path: str) -> str:
+    def register(path: str, sha256=sha, size_bytes=size) -> str:
         spec = models.ModelSpec(
-            "served", micro.config, f"{srv.url}{path}", sha, 6, micro.config_package
+            "served",
+            micro.config,
+            f"{srv.url}{path}",
+            sha256,
+            6,
+            micro.config_package,
+            size_bytes=size_bytes,
         )
         monkeypatch.setitem(models.MODELS, "served", spec)
         return "served"
@@ -103,6 +110,24 @@ def test_wrong_checksum_is_refused_and_not_kept(served_model, tmp_path):
     with pytest.raises(SAM2Error, match="corrupt"):
         models.checkpoint_path(name, progressbar=False)
     assert not list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_wrong_size_is_refused_and_not_kept(served_model, server, tmp_path):
+    """Where no hash is published, the recorded size still catches a wrong file."""
+    name = served_model("/good.pt", sha256=None, size_bytes=server[2] + 1)
+    with pytest.raises(SAM2Error, match=r"corrupt: [\d,]+ bytes instead of [\d,]+"):
+        models.checkpoint_path(name, progressbar=False)
+    assert not list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_sam2_1_checkpoints_have_published_hashes_and_sizes():
+    for size in ("tiny", "small", "base_plus", "large"):
+        spec = models.model_spec(f"sam2.1_hiera_{size}")
+        assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0
+        assert spec.size_bytes / 2**20 == pytest.approx(spec.size_mb, rel=0.01)
+        assert models.model_spec(f"sam2_hiera_{size}").sha256 is None
+    assert models.model_spec("sam2.1_hiera_tiny").sha256.startswith("7402e0d8")
+    assert models.model_spec("sam2.1_hiera_large").size_bytes == 898_083_611
 
 
 def test_missing_file_on_server_gives_advice(served_model):

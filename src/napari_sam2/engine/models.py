@@ -26,8 +26,9 @@ class ModelSpec:
     """Where a model's config and weights live.
 
     ``config`` is a path inside the package ``config_package``. ``url`` None means the
-    checkpoint ships inside this package (``engine/weights``). ``sha256`` is checked after every
-    download; ``None`` means the hash is not recorded yet and pooch only logs the one it found.
+    checkpoint ships inside this package (``engine/weights``). ``sha256`` and ``size_bytes`` are
+    checked after every download; ``None`` means that value is not published and pooch only
+    logs the hash it found.
     """
 
     name: str
@@ -36,23 +37,62 @@ class ModelSpec:
     sha256: str | None
     size_mb: float
     config_package: str = "sam2"
+    size_bytes: int | None = None
 
     @property
     def filename(self) -> str:
         return f"{self.name}.pt"
 
 
-def _official(name: str, release: str, config: str, size_mb: float) -> ModelSpec:
-    return ModelSpec(name, config, f"{_OFFICIAL_URL}/{release}/{name}.pt", None, size_mb)
+def _official(
+    name: str,
+    release: str,
+    config: str,
+    size_mb: float,
+    sha256: str | None = None,
+    size_bytes: int | None = None,
+) -> ModelSpec:
+    url = f"{_OFFICIAL_URL}/{release}/{name}.pt"
+    return ModelSpec(name, config, url, sha256, size_mb, size_bytes=size_bytes)
 
 
+# SHA-256 and sizes of the SAM2.1 checkpoints as published (micro-sam's registry checks the
+# same); none are published for the SAM2.0 ones.
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        _official("sam2.1_hiera_tiny", "092824", "configs/sam2.1/sam2.1_hiera_t.yaml", 149),
-        _official("sam2.1_hiera_small", "092824", "configs/sam2.1/sam2.1_hiera_s.yaml", 176),
-        _official("sam2.1_hiera_base_plus", "092824", "configs/sam2.1/sam2.1_hiera_b+.yaml", 309),
-        _official("sam2.1_hiera_large", "092824", "configs/sam2.1/sam2.1_hiera_l.yaml", 857),
+        _official(
+            "sam2.1_hiera_tiny",
+            "092824",
+            "configs/sam2.1/sam2.1_hiera_t.yaml",
+            149,
+            "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
+            156_008_466,
+        ),
+        _official(
+            "sam2.1_hiera_small",
+            "092824",
+            "configs/sam2.1/sam2.1_hiera_s.yaml",
+            176,
+            "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
+            184_416_285,
+        ),
+        _official(
+            "sam2.1_hiera_base_plus",
+            "092824",
+            "configs/sam2.1/sam2.1_hiera_b+.yaml",
+            309,
+            "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+            323_606_802,
+        ),
+        _official(
+            "sam2.1_hiera_large",
+            "092824",
+            "configs/sam2.1/sam2.1_hiera_l.yaml",
+            857,
+            "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
+            898_083_611,
+        ),
         _official("sam2_hiera_tiny", "072824", "configs/sam2/sam2_hiera_t.yaml", 149),
         _official("sam2_hiera_small", "072824", "configs/sam2/sam2_hiera_s.yaml", 176),
         _official("sam2_hiera_base_plus", "072824", "configs/sam2/sam2_hiera_b+.yaml", 309),
@@ -160,7 +200,7 @@ def checkpoint_path(name: str, progressbar: bool = True) -> Path:
 
     target = cache_dir()
     try:
-        return Path(
+        path = Path(
             pooch.retrieve(
                 spec.url,
                 known_hash=f"sha256:{spec.sha256}" if spec.sha256 else None,
@@ -179,6 +219,15 @@ def checkpoint_path(name: str, progressbar: bool = True) -> Path:
             f"Could not download {spec.name} from {spec.url}: {err}. Check the network, or "
             f"place {spec.filename} in {target} or pass checkpoint= with a local file."
         ) from err
+    size = path.stat().st_size
+    if spec.size_bytes is not None and size != spec.size_bytes:
+        path.unlink()
+        raise SAM2Error(
+            f"The download of {spec.name} from {spec.url} is corrupt: {size:,} bytes instead of "
+            f"{spec.size_bytes:,}. Try again; if it persists, download the file yourself and "
+            "pass checkpoint=."
+        )
+    return path
 
 
 def _sha256(path: Path) -> str:

@@ -9,6 +9,8 @@ Image formation, roughly as in a widefield fluorescence microscope: irregular ce
 ellipses with inner texture and a domed profile) and faint unlabelled debris on a textured
 background, multiplied by an uneven illumination field, blurred by a small PSF, then shot
 (Poisson) and read (Gaussian) noise, scaled to a random brightness of uint8 or uint16.
+``synthetic_nuclei`` (the module beside this one) draws confocal nuclei that look like the
+real stack instead: crowded, blurred in depth, labelled where an annotator draws the edge.
 """
 
 from __future__ import annotations
