@@ -461,3 +461,19 @@ def test_prompted_frames_match_predict_with_the_packaged_micro_model(micro):
     for k, mask in zip(ids, masks, strict=True):
         clicked = micro.predict(points=[clicks[k]])
         assert frame == 2 and iou(mask, clicked) > 0.95 and iou(mask, truth[2] == k) > 0.8, k
+
+
+@needs_micro
+def test_reliable_memory_finds_a_cell_again_after_a_long_absence(micro):
+    """With doubtful frames kept out of memory, a cell away for 15 frames is found again
+    (docs/propagation.md: with every frame remembered this clip loses it for good)."""
+    from napari_sam2.engine.synthetic import synthetic_clip
+
+    frames, truth = synthetic_clip(60, (192, 192), n_cells=3, seed=3, absent=(20, 35))
+    labels = np.zeros(truth.shape, np.uint16)
+    prompts = {0: {1: dict(points=[centre(truth[0] == 1)])}}
+    stream = micro.propagate(frames, prompts, "forward", reliable_memory=True)
+    list(write_labels(stream, labels))
+    assert (stream.confidence[1][22:35] < 0.5).all()  # away: doubted, so not remembered
+    back = [iou(labels[t] == 1, truth[t] == 1) for t in range(35, 60)]
+    assert np.mean(back) > 0.5, back

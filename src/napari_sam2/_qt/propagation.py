@@ -41,6 +41,11 @@ class PropagationControls(Section):
         self.last = SpinBox(label="Last frame", min=0, max=0)
         self.direction = ComboBox(label="Direction", choices=list(DIRECTIONS), value="both")
         self.use_labels = CheckBox(text="Also propagate labels painted on this frame")
+        self.reliable_memory = CheckBox(text="Keep doubtful frames out of memory")
+        self.reliable_memory.tooltip = (
+            "For cells that are occluded or leave the field for a while: a frame whose "
+            "confidence is under 0.5 is not remembered, so the cell is looked for as prompted"
+        )
         self.follow = CheckBox(text="Follow propagation (show each frame as it finishes)")
         self.estimate = Label(label="Estimate", value="")
         self.propagate_button = PushButton(text="Propagate")
@@ -62,6 +67,7 @@ class PropagationControls(Section):
                 self.last,
                 self.direction,
                 self.use_labels,
+                self.reliable_memory,
                 self.follow,
                 self.estimate,
                 self.propagate_button,
@@ -174,6 +180,7 @@ class PropagationControls(Section):
                 self.annotation, axis, frame_range, self.use_labels.value
             )
         self.propagation.use_labels = self.use_labels.value
+        self.propagation.session.reliable_memory = self.reliable_memory.value
         return self.propagation
 
     def propagate(self) -> None:

@@ -317,7 +317,7 @@ class SAM2Widget(Container):
         except SAM2Error as err:
             _notify(err)
             return
-        self.status.value = ""
+        self.status.value = request.scale  # on a large plane: which scale was used
         for problem in problems:
             show_warning(problem)
 
@@ -325,7 +325,8 @@ class SAM2Widget(Container):
         if not self._alive:
             return
         self._busy = False
-        self.status.value = ""
+        if self.status.value == "segmenting…":
+            self.status.value = ""
         if self._pending:
             self._pending = False
             self._schedule()

@@ -252,6 +252,7 @@ class Segmenter:
         channel_axis: int | None = None,
         channels: Sequence[int] | None = None,
         frame_range: tuple[int, int] | None = None,
+        reliable_memory: bool = False,
     ) -> PropagationSession:
         """A ``PropagationSession`` over ``stack`` for prompting, propagating and correcting.
 
@@ -259,9 +260,17 @@ class Segmenter:
         frame at a time with one normalisation for the whole stack (``contrast_limits``, or
         stack-wide percentiles by default). ``frame_axis`` says which axis is time or z;
         ``frame_range`` (first, stop) limits the frames propagated through.
+        ``reliable_memory`` keeps doubtful frames out of each object's memory (for objects
+        that are occluded or leave the field; see ``PropagationSession``).
         """
         source = frame_source_for(stack, frame_axis, contrast_limits, channel_axis, channels)
-        return PropagationSession(self.model, source, frame_range, model_name=self.model_name)
+        return PropagationSession(
+            self.model,
+            source,
+            frame_range,
+            model_name=self.model_name,
+            reliable_memory=reliable_memory,
+        )
 
     def propagate(
         self,
@@ -273,6 +282,7 @@ class Segmenter:
         channel_axis: int | None = None,
         channels: Sequence[int] | None = None,
         frame_range: tuple[int, int] | None = None,
+        reliable_memory: bool = False,
     ) -> FrameStream:
         """Track prompted objects through a stack; yields ``(frame, object_ids, masks)``.
 
@@ -283,8 +293,9 @@ class Segmenter:
         before any frame is computed. ``len()`` of the stream is the number of frames it will
         yield; closing it cancels. ``stream.confidence`` holds each object's per-frame
         confidence in [0, 1] (NaN where not computed), filled as frames finish; each yielded
-        item also carries its objects' as ``.confidence``. For corrections and objects added
-        later, keep a ``propagation_session`` instead.
+        item also carries its objects' as ``.confidence``. ``reliable_memory`` keeps doubtful
+        frames out of the objects' memory. For corrections and objects added later, keep a
+        ``propagation_session`` instead.
 
         >>> labels = np.zeros(stack.shape, np.uint16)                          # doctest: +SKIP
         >>> stream = seg.propagate(stack, {0: {1: dict(points=[(120, 80)])}})   # doctest: +SKIP
@@ -292,7 +303,13 @@ class Segmenter:
         ...     print(f"frame {frame} done")
         """
         session = self.propagation_session(
-            stack, frame_axis, contrast_limits, channel_axis, channels, frame_range
+            stack,
+            frame_axis,
+            contrast_limits,
+            channel_axis,
+            channels,
+            frame_range,
+            reliable_memory,
         )
         try:
             session.add_prompts(prompts)

@@ -27,7 +27,7 @@ from .prompts import (
     point_style,
     prompt_fingerprint,
 )
-from .segmentation import PlaneReader, SegmentationRequest
+from .segmentation import PlaneReader, SegmentationRequest, choose_scale
 
 # The modifier of a click that selects the object under it (vispy reports ⌘ as Control too).
 PICK_MODIFIER = "Control"
@@ -299,6 +299,7 @@ class AnnotationSession:
             raise SAM2Error("Load a model and start annotating first.")
         if plane is None:
             plane = displayed_plane(self.viewer, self.image_layer, self.channel_axis)
+        region, scale = choose_scale(self.image_layer, plane, self.segmenter.model.image_size)
         return SegmentationRequest(
             self.image_layer,
             self.labels_layer,
@@ -308,6 +309,8 @@ class AnnotationSession:
             self.intensities().normalization,
             prompts or {},
             self.planes,
+            region,
+            scale,
         )
 
     def label_request(self) -> SegmentationRequest:

@@ -41,6 +41,24 @@ class Plane:
             plane = np.moveaxis(plane, kept.index(self.channel_axis), -1)
         return plane
 
+    def shape(self, data) -> tuple[int, int]:
+        """(rows, cols) of this plane of ``data``."""
+        return data.shape[self.rows_axis], data.shape[self.cols_axis]
+
+    def view(self, data):
+        """The plane like ``read`` but unread where ``data`` is lazy: a numpy view, or a dask
+        array (zarr is wrapped in dask, since indexing zarr reads it)."""
+        if not isinstance(data, np.ndarray) and not type(data).__module__.startswith("dask."):
+            import dask.array as da
+
+            data = da.from_array(data, chunks=getattr(data, "chunks", "auto"))
+        selection = tuple(slice(None) if i is None else i for i in self.index)
+        plane = data[selection]
+        if self.channel_axis is not None:
+            kept = [ax for ax, i in enumerate(self.index) if i is None]
+            plane = np.moveaxis(plane, kept.index(self.channel_axis), -1)
+        return plane
+
     def labels_index(self) -> tuple:
         """Index of this plane in a labels array shaped like the image minus its channel axis."""
         return tuple(

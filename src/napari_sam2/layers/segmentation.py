@@ -41,6 +41,35 @@ class PlaneReader:
         return raw
 
 
+def field_of_view(layer, plane: Plane) -> tuple[float, float, float, float] | None:
+    """The part of ``plane`` on screen, (min_row, min_col, max_row, max_col) in its pixels,
+    from the layer's corner pixels (None before the canvas has drawn it)."""
+    corners = np.asarray(layer.corner_pixels, dtype=float)[:, [plane.rows_axis, plane.cols_axis]]
+    (r0, c0), (r1, c1) = corners[0], corners[1] + 1
+    if r1 - r0 <= 1 or c1 - c0 <= 1:
+        return None
+    return (r0, c0, r1, c1)
+
+
+def choose_scale(
+    layer, plane: Plane, image_size: int
+) -> tuple[tuple[float, float, float, float] | None, str]:
+    """What the user sees decides the scale: (region to segment in, what the widget says).
+
+    A plane no larger than the model input is segmented whole. On a larger one, a view that
+    shows more than the model input (zoomed out) is segmented as a whole, downsampled to the
+    model input; a closer view gets a native-resolution window around the prompts.
+    """
+    shape = plane.shape(layer.data)
+    if max(shape) <= image_size:
+        return None, ""
+    view = field_of_view(layer, plane)
+    if view is not None and max(view[2] - view[0], view[3] - view[1]) > image_size:
+        side = max(view[2] - view[0], view[3] - view[1])
+        return view, f"segmented on the field of view at 1:{side / image_size:.1f}"
+    return None, "segmented at native resolution (zoom out to segment what you see)"
+
+
 def _is_dask(data) -> bool:
     return type(data).__module__.startswith("dask.")
 
@@ -61,11 +90,19 @@ class SegmentationRequest:
     normalization: Normalization
     prompts: dict[int, PromptSet | None]
     planes: PlaneReader = field(default_factory=PlaneReader)
+    # (min_row, min_col, max_row, max_col) of the plane to segment in: the field of view when
+    # the plane is larger than the model input and so is the view; None: a native window.
+    region: tuple[float, float, float, float] | None = None
+    scale: str = ""  # which scale was used, for the widget to say
 
 
 def embed(segmenter: Segmenter, request: SegmentationRequest) -> None:
-    """Read the request's plane and make it the segmenter's image (cached embeddings)."""
-    raw = request.planes.read(request.data, request.plane)
+    """Make the request's plane the segmenter's image (cached embeddings); a plane larger than
+    the model input is handed over unread, so only the windows segmented are read."""
+    if max(request.plane.shape(request.data)) > segmenter.model.image_size:
+        raw = request.plane.view(request.data)
+    else:
+        raw = request.planes.read(request.data, request.plane)
     channel_axis = -1 if raw.ndim == 3 else None
     segmenter.set_plane(
         select_channels(raw, channel_axis, request.channels), request.normalization
@@ -75,7 +112,7 @@ def embed(segmenter: Segmenter, request: SegmentationRequest) -> None:
 def compute(segmenter: Segmenter, request: SegmentationRequest) -> dict:
     """Embed the plane (cached) and predict each changed object; safe off the GUI thread.
 
-    Returns {object id: mask, or None to remove it, or a SAM2Error for a bad prompt}.
+    Returns {object id: ``MaskCrop``, or None to remove it, or a SAM2Error for a bad prompt}.
     """
     results: dict = {}
     with segmenter.lock:
@@ -85,9 +122,10 @@ def compute(segmenter: Segmenter, request: SegmentationRequest) -> dict:
                 results[obj] = None
                 continue
             try:
-                results[obj] = segmenter.predict(
-                    prompts.points, prompts.point_labels, prompts.box, prompts.mask
-                )
+                results[obj] = segmenter.predict_crop(
+                    prompts.points, prompts.point_labels, prompts.box, prompts.mask,
+                    region=request.region,
+                )  # fmt: skip
             except SAM2Error as err:
                 results[obj] = err
     return results

@@ -22,6 +22,9 @@ import threading
 
 import torch
 
+# With ``reliable_memory``, a tracked frame below this confidence does not become memory.
+MEMORY_MIN_CONFIDENCE = 0.5
+
 _last = threading.local()
 
 

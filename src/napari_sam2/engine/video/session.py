@@ -22,14 +22,21 @@ from ..errors import SAM2Error
 from ..frames import FrameSource
 from ..models import inference_context
 from ..prompts import PromptSet
-from .confidence import confidence, install_score_capture, jump, summary, take_scores
+from .confidence import (
+    MEMORY_MIN_CONFIDENCE,
+    confidence,
+    install_score_capture,
+    jump,
+    summary,
+    take_scores,
+)
 from .features import SharedFeatures
 from .lineage import Division
 from .planning import Step, check_frame, plan_steps, run_end
 from .reading import ModelFrames
 from .record import AnnotationRecord
 from .runtime import OutOfMemoryAdvice, attention_kernels, install_memory_dtype_fix
-from .states import add_prompt, forget, new_state, stored_frames, track
+from .states import add_prompt, drop_memory, forget, new_state, stored_frames, track
 from .stream import FrameResult, Frames, FrameStream, MasksToHost
 
 
@@ -57,6 +64,12 @@ class PropagationSession:
     ``num_maskmem`` previous memories and ``max_obj_ptrs_in_encoder`` object pointers); the rest
     is dropped as tracking moves on.
 
+    ``reliable_memory``: a tracked frame whose confidence is under ``MEMORY_MIN_CONFIDENCE``
+    (the object absent, or its mask doubtful) does not become memory, so an object that is
+    occluded or leaves for a while is looked for as prompted rather than as the background it
+    was lost in (measured in docs/propagation.md). It costs a device-to-host read per object
+    and frame, so it is off by default.
+
     Speed on CUDA: ``batch_size`` frames are encoded at once (default 8), and with
     ``cuda_graphs`` (default) the tracking step's memory attention, mask heads and memory
     encoder are replayed as CUDA graphs once their input shapes repeat (see ``cuda_graphs``).
@@ -70,6 +83,7 @@ class PropagationSession:
         batch_size: int | None = None,
         cuda_graphs: bool = True,
         model_name: str | None = None,
+        reliable_memory: bool = False,
     ):
         from sam2.sam2_video_predictor import SAM2VideoPredictor
 
@@ -87,6 +101,7 @@ class PropagationSession:
             )
         self.frame_range = (start, stop)
         self.cuda_graphs = cuda_graphs
+        self.reliable_memory = reliable_memory
         on_gpu = self.device.type == "cuda"
         if batch_size is None:
             batch_size = 8 if on_gpu else 1
@@ -378,9 +393,13 @@ class PropagationSession:
             if previous is not None:
                 factor = jump(previous, current)
             previous = current
-            if scores is None:  # a prompted frame: the scores of its prompts' mask
+            tracked = scores is not None
+            if not tracked:  # a prompted frame: the scores of its prompts' mask
                 scores = self._scores[oid][frame]
-            yield mask, confidence(scores, factor), current[0]
+            trust = confidence(scores, factor)
+            if self.reliable_memory and tracked and float(trust) < MEMORY_MIN_CONFIDENCE:
+                drop_memory(state, frame)
+            yield mask, trust, current[0]
 
     def stored_frames(self, object_id: int) -> int:
         """How many frames' outputs the session holds for an object (tests memory bounds)."""

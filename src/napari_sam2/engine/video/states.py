@@ -121,6 +121,14 @@ def forget(state: dict, anchors, head: int, window: int) -> None:
     state["cached_features"] = {}
 
 
+def drop_memory(state: dict, frame: int) -> None:
+    """Keep a tracked frame out of the object's memory: later frames then attend only to its
+    prompted frames and its reliable recent ones (an absent or doubtful mask would teach the
+    model the wrong object)."""
+    for outputs in state["output_dict_per_obj"].values():
+        outputs["non_cond_frame_outputs"].pop(frame, None)
+
+
 def stored_frames(state: dict) -> int:
     """How many frames' outputs a state holds."""
     outputs = state["output_dict_per_obj"].values()
