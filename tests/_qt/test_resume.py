@@ -7,7 +7,11 @@ from .test_propagation import propagate_and_wait, stack  # noqa: F401 (fixture)
 
 
 def test_saved_annotation_reopens_with_labels_prompts_and_corrects_only_its_part(
-    viewer_widget, stack, qtbot, tmp_path, notifications  # noqa: F811
+    viewer_widget,
+    stack,
+    qtbot,
+    tmp_path,
+    notifications,  # noqa: F811
 ):
     viewer, widget = viewer_widget
     layer = viewer.add_image(stack)
