@@ -2,8 +2,9 @@
 
 Run from the repository root under a display (or ``xvfb-run -a``):
 ``.venv/bin/python tools/docs_screenshots.py`` writes docs/images/{click,objects,timelapse,
-propagation,confidence,objects-panel,everything,correction}.png; correction.png needs the real
-nuclei stack in ../shared/data/real-nuclei-3d (beside the repository).
+propagation,confidence,objects-panel,everything,correction,large-image}.png; correction.png and
+large-image.png need the real nuclei stack in ../shared/data/real-nuclei-3d (beside the
+repository).
 """
 
 from pathlib import Path
@@ -134,7 +135,42 @@ def correction() -> None:
     viewer.close()
 
 
+def large_image() -> None:
+    """A 4096² mosaic of real nuclei slices: zoomed in on a few nuclei, a click is segmented
+    at native resolution, and the widget says so."""
+    import tifffile
+    from scipy import ndimage
+
+    from napari_sam2.engine.mosaic import make_mosaic
+
+    stack = tifffile.imread(REAL / "nuclei.tif")[28:38]
+    truth = tifffile.imread(REAL / "nuclei_label.tif")[28:38]
+    mosaic = make_mosaic(stack, truth, 16, seed=1)
+    viewer, widget = open_viewer_with_widget(mosaic.image, name="real nuclei, 4096² mosaic")
+    labels = mosaic.tile_labels(7, 8)
+    r0, c0 = mosaic.origin(7, 8)
+    viewer.camera.center, viewer.camera.zoom = (r0 + 128, c0 + 128), 2.5
+    wait_until(lambda: False, 1)  # let the canvas draw, so the view is known
+    inside = [
+        k
+        for k in np.unique(labels[1:-1, 1:-1])  # nuclei the tile's border does not cut
+        if k
+        and not np.isin(k, np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    ]
+    for n, nucleus in enumerate(inside[:4]):
+        if n:
+            widget.session.new_object()
+        depth = ndimage.distance_transform_edt(labels == nucleus)
+        row, col = np.unravel_index(depth.argmax(), depth.shape)
+        widget.session.points_layer.add([[r0 + row, c0 + col]])
+        settle(widget)
+    print("status:", widget.status.value)
+    shoot(viewer, "large-image.png")
+    viewer.close()
+
+
 if __name__ == "__main__":
+    large_image()
     correction()
     click_and_box()
     timelapse_plane()

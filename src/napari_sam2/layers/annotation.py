@@ -31,6 +31,9 @@ from .segmentation import PlaneReader, SegmentationRequest, choose_scale
 
 # The modifier of a click that selects the object under it (vispy reports ⌘ as Control too).
 PICK_MODIFIER = "Control"
+# Prompt points are 1/40 of the image side, but no larger than this (in pixels): on a huge
+# image they would hide the nuclei they are clicked on.
+POINT_SIZE_MAX = 12
 
 
 class AnnotationSession:
@@ -96,7 +99,7 @@ class AnnotationSession:
                 np.empty((0, image_layer.ndim)),
                 name=names.POINTS,
                 features={names.OBJECT_ID: np.empty(0, int), names.POSITIVE: np.empty(0, bool)},
-                size=max(3, min(image_shape(image_layer)[-2:]) // 40),
+                size=int(np.clip(min(image_shape(image_layer)[-2:]) // 40, 3, POINT_SIZE_MAX)),
                 **spatial,
             )
         if names.BOXES not in layers:

@@ -13,8 +13,10 @@ from ..engine.frames import Normalization
 AUTO = "auto"
 FROM_LAYER = "from layer"
 MODES = (AUTO, FROM_LAYER)
-# Limits are "not fitted" when the data's 0.5-99.8 % percentiles fill less than this much of them.
-MIN_FILLED = 0.25
+# Limits are "not fitted" when the data's 0.5-99.8 % percentiles fill less than this much of
+# them: napari's default limits are the data's min and max, which a few saturated pixels (or
+# one) stretch far beyond the cells.
+MIN_FILLED = 0.6
 
 
 @dataclass(frozen=True)
@@ -69,5 +71,5 @@ class IntensityChooser:
         data = self.percentiles(layer)
         filled = (data.high[0] - data.low[0]) / (high - low)
         if filled < MIN_FILLED:
-            return f"the layer's {low:.6g}–{high:.6g} is {1 / filled:.0f}× wider than the data"
+            return f"the layer's {low:.6g}–{high:.6g} is {1 / filled:.1f}× wider than the data"
         return None
