@@ -67,3 +67,12 @@ def two_cells_image() -> np.ndarray:
 def micro_viewer_widget(make_napari_viewer, qtbot):
     """``viewer_widget`` with the packaged micro model, for tests of what it finds."""
     return _open_widget(make_napari_viewer, None, qtbot)
+
+
+@pytest.fixture
+def stack():
+    """A small 16-bit (t, y, x) stack with one bright square."""
+    rng = np.random.default_rng(0)
+    frames = (rng.random((6, 32, 32)) * 300).astype(np.uint16)
+    frames[:, 10:20, 12:22] += 2000
+    return frames

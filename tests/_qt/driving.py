@@ -64,3 +64,9 @@ def click(viewer, qtbot, layer, data_point, modifier=None) -> None:
         modifier or Qt.KeyboardModifier.NoModifier,
         QPoint(int(round(x)), int(round(y))),
     )
+
+
+def propagate_and_wait(widget, qtbot) -> None:
+    """Press Propagate and wait until the run has finished."""
+    widget.propagation.propagate_button.native.click()
+    qtbot.waitUntil(lambda: widget.propagation.worker is None, timeout=120_000)

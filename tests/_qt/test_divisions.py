@@ -1,14 +1,13 @@
 """Marking a division in the widget: two clicks on the daughters, lineage in the exports."""
 
-from .driving import settle, start
-from .test_propagation import propagate_and_wait, stack  # noqa: F401 (fixture)
+from .driving import propagate_and_wait, settle, start
 
 
 def test_a_division_ends_the_mother_and_tracks_two_new_ids(
     viewer_widget,
     stack,
     qtbot,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     viewer, widget = viewer_widget
     layer = viewer.add_image(stack)

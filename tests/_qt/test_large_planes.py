@@ -44,3 +44,45 @@ def test_zoomed_out_segments_the_view_and_zoomed_in_native_pixels(shown_viewer_w
     np.testing.assert_array_equal(
         session.labels_layer.data == 2, want & (session.labels_layer.data != 1)
     )
+
+
+def test_propagation_tracks_the_region_drawn_at_native_resolution(viewer_widget, qtbot):
+    from napari_sam2.engine.video.stream import write_labels
+
+    from .driving import propagate_and_wait
+
+    viewer, widget = viewer_widget
+    rng = np.random.default_rng(1)
+    stack = (rng.random((3, 2048, 2048)) * 300 + 200).astype(np.uint16)
+    stack[:, 1100:1140, 1100:1140] += 3000
+    layer = viewer.add_image(stack)
+    session = start(widget, layer)
+    controls = widget.propagation
+    viewer.dims.set_current_step(0, 0)
+    session.points_layer.add([[0, 1120, 1120]])
+    settle(widget, qtbot)
+    assert "shrunk to 1024: draw a region" in controls.estimate.value
+
+    controls.region_button.native.click()
+    region = viewer.layers["SAM2 region"]
+    assert region.mode == "add_rectangle"
+    region.add_rectangles([[0, 1000, 1000], [0, 1000, 1299], [0, 1299, 1299], [0, 1299, 1000]])
+    controls.update_estimate()
+    assert "region 300 × 300 px at native resolution" in controls.estimate.value
+    propagate_and_wait(widget, qtbot)
+
+    want = np.zeros(stack.shape, np.int32)
+    seg = session.segmenter
+    stream = seg.propagate(
+        stack,
+        {0: {1: dict(points=[(1120, 1120)])}},
+        "both",
+        contrast_limits=session.intensities().limits,
+        roi=(1000, 1000, 1300, 1300),
+    )
+    list(write_labels(stream, want, overwrite=False))
+    labels = session.labels_layer.data
+    np.testing.assert_array_equal(labels[:, 1000:1300, 1000:1300], want[:, 1000:1300, 1000:1300])
+    # Beside the click's own mask on frame 0, nothing outside the region was written.
+    np.testing.assert_array_equal(labels[1:], want[1:])
+    assert not labels[1:, :1000].any()

@@ -7,20 +7,7 @@ import pytest
 
 from napari_sam2.engine.video.stream import write_labels
 
-from .driving import calls_of, settle, start
-
-
-@pytest.fixture
-def stack():
-    rng = np.random.default_rng(0)
-    frames = (rng.random((6, 32, 32)) * 300).astype(np.uint16)
-    frames[:, 10:20, 12:22] += 2000
-    return frames
-
-
-def propagate_and_wait(widget, qtbot):
-    widget.propagation.propagate_button.native.click()
-    qtbot.waitUntil(lambda: widget.propagation.worker is None, timeout=120_000)
+from .driving import calls_of, propagate_and_wait, settle, start
 
 
 @pytest.mark.parametrize("storage", ["numpy", "zarr"])

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from .driving import settle, start
-from .test_propagation import propagate_and_wait, stack  # noqa: F401 (fixture)
+from .driving import propagate_and_wait, settle, start
 
 
 def test_saved_annotation_reopens_with_labels_prompts_and_corrects_only_its_part(
@@ -11,7 +10,7 @@ def test_saved_annotation_reopens_with_labels_prompts_and_corrects_only_its_part
     stack,
     qtbot,
     tmp_path,
-    notifications,  # noqa: F811
+    notifications,
 ):
     viewer, widget = viewer_widget
     layer = viewer.add_image(stack)

@@ -477,3 +477,30 @@ def test_reliable_memory_finds_a_cell_again_after_a_long_absence(micro):
     assert (stream.confidence[1][22:35] < 0.5).all()  # away: doubted, so not remembered
     back = [iou(labels[t] == 1, truth[t] == 1) for t in range(35, 60)]
     assert np.mean(back) > 0.5, back
+
+
+@needs_micro
+def test_a_region_of_large_frames_is_tracked_at_native_resolution(micro):
+    """A 256² clip placed in 3072² frames: tracked in a region around it, the cell is found
+    as in the small clip; the labels outside the region are never touched."""
+    from napari_sam2.engine.synthetic import synthetic_clip
+
+    clip, truth = synthetic_clip(5, (256, 256), n_cells=2, seed=3)
+    frames = np.full((5, 3072, 3072), np.median(clip), clip.dtype)
+    frames[:, 2000:2256, 1000:1256] = clip
+    row, col = centre(truth[0] == 1)
+    prompts = {0: {1: dict(points=[(2000 + row, 1000 + col)])}}
+    limits = tuple(np.percentile(clip, [0.5, 99.8]))
+    labels = np.full(frames.shape, 7, np.uint16)
+    stream = micro.propagate(
+        frames, prompts, "forward", contrast_limits=limits, roi=(1900, 900, 2356, 1356)
+    )
+    assert stream.region.shape == (456, 456)
+    list(write_labels(stream, labels))
+    assert (labels[:, :1900] == 7).all() and (labels[:, :, 1356:] == 7).all()
+    small = np.zeros(truth.shape, np.uint16)
+    list(write_labels(micro.propagate(clip, {0: {1: dict(points=[(row, col)])}}, "forward",
+                                      contrast_limits=limits), small))  # fmt: skip
+    for t in range(5):
+        got = labels[t, 2000:2256, 1000:1256] == 1
+        assert iou(got, truth[t] == 1) > 0.95 * iou(small[t] == 1, truth[t] == 1) - 0.02, t

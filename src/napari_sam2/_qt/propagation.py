@@ -15,6 +15,7 @@ from ..engine.video.planning import DIRECTIONS
 from ..layers.plane import displayed_plane, move_to_frame
 from ..layers.prompts import prompted_objects
 from ..layers.propagation import LayerPropagation, frame_axes
+from ..layers.region import draw_region, frames_note, region_box
 from .confidence_strip import ConfidenceStrip, next_doubtful
 from .section import Section
 
@@ -46,6 +47,11 @@ class PropagationControls(Section):
             "For cells that are occluded or leave the field for a while: a frame whose "
             "confidence is under 0.5 is not remembered, so the cell is looked for as prompted"
         )
+        self.region_button = PushButton(text="Draw a region to track at native resolution")
+        self.region_button.tooltip = (
+            "Large frames are shrunk to the model's input; a rectangle on the SAM2 region "
+            "layer makes propagation track only that part of each frame, at native resolution"
+        )
         self.follow = CheckBox(text="Follow propagation (show each frame as it finishes)")
         self.estimate = Label(label="Estimate", value="")
         self.propagate_button = PushButton(text="Propagate")
@@ -68,6 +74,7 @@ class PropagationControls(Section):
                 self.direction,
                 self.use_labels,
                 self.reliable_memory,
+                self.region_button,
                 self.follow,
                 self.estimate,
                 self.propagate_button,
@@ -88,6 +95,7 @@ class PropagationControls(Section):
         for box in (self.first, self.last):
             box.changed.connect(self.update_estimate)
         self.propagate_button.changed.connect(self.propagate)
+        self.region_button.changed.connect(lambda: draw_region(self.annotation))
         self.cancel_button.changed.connect(self.cancel)
 
     # -- choices ------------------------------------------------------------------------------
@@ -149,12 +157,14 @@ class PropagationControls(Section):
         work = f"{frames} {self._unit(axis)}s × {objects} object{'s' * (objects > 1)}"
         rate = self._seconds_per_object_frame.get(id(annotation.segmenter))
         if rate is not None:
-            self.estimate.value = f"{work}: about {_duration(frames * objects * rate)}"
+            text = f"{work}: about {_duration(frames * objects * rate)}"
         elif annotation.embed_seconds is not None:
             least = _duration(frames * annotation.embed_seconds)
-            self.estimate.value = f"{work}: at least {least} (measured once it runs)"
+            text = f"{work}: at least {least} (measured once it runs)"
         else:
-            self.estimate.value = f"{work} (time measured once it runs)"
+            text = f"{work} (time measured once it runs)"
+        size = annotation.segmenter.model.image_size if annotation.segmenter else 1024
+        self.estimate.value = text + frames_note(annotation, region_box(annotation), size)
 
     def refresh(self) -> None:
         """Re-read the axes after the widget attached to another image."""
@@ -170,14 +180,15 @@ class PropagationControls(Section):
         if self.last.value < self.first.value:
             raise SAM2Error("The last frame comes before the first: fix the frame range.")
         frame_range = (self.first.value, self.last.value + 1)
+        box = region_box(self.annotation)
         if self.propagation is not None and not self.propagation.matches(
-            self.annotation, axis, frame_range
+            self.annotation, axis, frame_range, box
         ):
             self.propagation.close()
             self.propagation = None
         if self.propagation is None:
             self.propagation = LayerPropagation(
-                self.annotation, axis, frame_range, self.use_labels.value
+                self.annotation, axis, frame_range, self.use_labels.value, region_box=box
             )
         self.propagation.use_labels = self.use_labels.value
         self.propagation.session.reliable_memory = self.reliable_memory.value

@@ -18,6 +18,7 @@ from .plane import LazyPlane
 from .prompts import PromptSet
 from .tiled import iter_tiled_labels
 from .video.reading import frame_source_for
+from .video.region import Region
 from .video.session import PropagationSession
 from .video.stream import Frames, FrameStream
 from .video.warmup import warm_up
@@ -283,6 +284,7 @@ class Segmenter:
         channels: Sequence[int] | None = None,
         frame_range: tuple[int, int] | None = None,
         reliable_memory: bool = False,
+        roi=None,
     ) -> FrameStream:
         """Track prompted objects through a stack; yields ``(frame, object_ids, masks)``.
 
@@ -294,7 +296,11 @@ class Segmenter:
         yield; closing it cancels. ``stream.confidence`` holds each object's per-frame
         confidence in [0, 1] (NaN where not computed), filled as frames finish; each yielded
         item also carries its objects' as ``.confidence``. ``reliable_memory`` keeps doubtful
-        frames out of the objects' memory. For corrections and objects added later, keep a
+        frames out of the objects' memory. Frames larger than the model input are shrunk to
+        it, unless ``roi`` (min_row, min_col, max_row, max_col) names the region to track:
+        then only that part of each frame is read and tracked, at native resolution, the masks
+        cover it (``stream.region``; ``write_labels`` puts them in place) and the intensities
+        still come from the whole stack. For corrections and objects added later, keep a
         ``propagation_session`` instead.
 
         >>> labels = np.zeros(stack.shape, np.uint16)                          # doctest: +SKIP
@@ -302,6 +308,14 @@ class Segmenter:
         >>> for frame in write_labels(stream, labels):                          # doctest: +SKIP
         ...     print(f"frame {frame} done")
         """
+        region = None
+        if roi is not None:
+            whole = frame_source_for(stack, frame_axis, contrast_limits, channel_axis, channels)
+            region = Region.from_box(roi, whole.plane_shape)
+            norm = whole.normalization
+            contrast_limits = np.stack([norm.low, norm.high], axis=1)
+            stack = region.crop(stack, whole.frame_axis, whole.channel_axis)
+            prompts = region.prompts(prompts)
         session = self.propagation_session(
             stack,
             frame_axis,
@@ -317,7 +331,8 @@ class Segmenter:
         except BaseException:
             session.close()
             raise
-        return FrameStream(_closing(session, session.run(steps)), len(steps), session.confidence)
+        frames = _closing(session, session.run(steps))
+        return FrameStream(frames, len(steps), session.confidence, region)
 
 
 def _closing(session: PropagationSession, frames: Frames) -> Frames:

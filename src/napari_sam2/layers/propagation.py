@@ -15,8 +15,10 @@ import numpy as np
 from ..engine.errors import SAM2Error
 from ..engine.prompts import PromptSet
 from ..engine.video.planning import Step
+from ..engine.video.region import Region
 from ..engine.video.session import PropagationSession
 from ..engine.video.stream import paint_objects
+from ..engine.window import MaskCrop
 from .annotation import AnnotationSession
 from .plane import Plane, displayed_plane, to_image_coords
 from .prompts import object_prompts, prompt_fingerprint
@@ -33,6 +35,8 @@ class LayerPropagation:
     The other fixed axes (say the channel slider or z when tracking in time) stay where the
     viewer shows them now. ``frame_range`` is (first, stop) in frames of that axis. ``load``,
     if given, makes the session from the stack instead (a saved annotation reopened).
+    ``region_box`` (min_row, min_col, max_row, max_col of the plane) tracks only that region,
+    at native resolution; the frames are otherwise shrunk to the model input when larger.
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class LayerPropagation:
         frame_range: tuple[int, int] | None = None,
         use_labels: bool = False,
         load=None,
+        region_box=None,
     ):
         viewer, layer = annotation.viewer, annotation.image_layer
         if layer is None or annotation.segmenter is None:
@@ -65,16 +70,20 @@ class LayerPropagation:
         selection = tuple(slice(None) if ax in kept else i for ax, i in enumerate(here.index))
         self._here = here
         stack = layer.data[selection]
-        self.stack = stack
-        # Where the stack's labels are in the Labels layer (which has no channel axis).
-        self.labels_selection = tuple(
-            sel for ax, sel in enumerate(selection) if ax != annotation.channel_axis
-        )
+        self.region = None
         channel_axis = None
         if annotation.channel_axis is not None:
             channel_axis = kept.index(annotation.channel_axis)
         elif layer.rgb:
             channel_axis = stack.ndim - 1
+        if region_box is not None:
+            self.region = Region.from_box(region_box, here.shape(layer.data))
+            stack = self.region.crop(stack, kept.index(frame_axis), channel_axis)
+        self.stack = stack
+        # Where the stack's labels are in the Labels layer (which has no channel axis).
+        self.labels_selection = tuple(
+            sel for ax, sel in enumerate(selection) if ax != annotation.channel_axis
+        )
         if load is not None:
             self.session: PropagationSession = load(stack)
         else:
@@ -89,9 +98,13 @@ class LayerPropagation:
         self._used: dict[tuple[int, int], tuple] = {}  # (frame, object) → prompt fingerprint
         self._done: set[int] = set()  # objects propagated over the whole range
 
-    def matches(self, annotation: AnnotationSession, frame_axis: int, frame_range) -> bool:
-        """Whether this propagation can be reused: same model, image, axis, position, range."""
+    def matches(
+        self, annotation: AnnotationSession, frame_axis: int, frame_range, region_box=None
+    ) -> bool:
+        """Whether this propagation can be reused: same model, image, axis, position, range
+        and region."""
         here = displayed_plane(annotation.viewer, annotation.image_layer, annotation.channel_axis)
+        region = None if region_box is None else Region.from_box(region_box, here.shape(self.data))
         others = [i for ax, i in enumerate(here.index) if ax != frame_axis]
         mine = [i for ax, i in enumerate(self._here.index) if ax != self.frame_axis]
         first, stop = self.session.frame_range
@@ -104,6 +117,7 @@ class LayerPropagation:
             and frame_axis == self.frame_axis
             and others == mine
             and tuple(wanted) == (first, stop)
+            and region == self.region
         )
 
     def plane(self, frame: int) -> Plane:
@@ -133,7 +147,11 @@ class LayerPropagation:
                 out[frame] = found
         if self.use_labels:
             self._add_label_prompts(out)
-        return out
+        return self._in_region(out)
+
+    def _in_region(self, prompts: dict[int, dict[int, PromptSet]]) -> dict:
+        """Prompts of the full plane in the pixels the session tracks (its region, if any)."""
+        return prompts if self.region is None else self.region.prompts(prompts)
 
     def _add_label_prompts(self, out: dict[int, dict[int, PromptSet]]) -> None:
         """Objects labelled on the current frame without clicks there get their label as mask."""
@@ -197,7 +215,7 @@ class LayerPropagation:
         missing = [d for d in daughters if d not in found]
         if missing:
             raise SAM2Error(f"Daughter {missing[0]} has no prompt on frame {frame}.")
-        prompts = {d: found[d] for d in daughters}
+        prompts = self._in_region({frame: {d: found[d] for d in daughters}})[frame]
         stream = self.session.divide(mother, frame, prompts)
         self.mark_used({frame: prompts})
         self.mark_propagated(daughters)
@@ -219,7 +237,10 @@ class LayerPropagation:
 
     def labels_view(self) -> np.ndarray:
         """The Labels layer's part that belongs to the stack, laid out as the stack."""
-        return np.asarray(self.annotation.labels_layer.data[self.labels_selection])
+        labels = np.asarray(self.annotation.labels_layer.data[self.labels_selection])
+        if self.region is not None:
+            labels = labels[..., self.region.rows, self.region.cols]
+        return labels
 
     def _stream(self, runs: list[list[Step]], new: list[int]) -> Iterator:
         for n, steps in enumerate(runs):
@@ -244,14 +265,23 @@ class LayerPropagation:
         # array first has to be allocated (about 10 ms per 1024² frame in the GUI thread).
         # zarr, dask...: the frame is read, painted and written back in one assignment.
         in_place = isinstance(data, np.ndarray)
-        region = data[index] if in_place else np.array(data[index])
-        before = region.copy() if shown else None
-        paint_objects(region, object_ids, masks, annotation.overwrite)
+        whole = data[index] if in_place else np.array(data[index])
+        rows, cols = (
+            (slice(None), slice(None))
+            if self.region is None
+            else (self.region.rows, self.region.cols)
+        )
+        part = whole[rows, cols]  # a view: painting it paints the frame
+        before = part.copy() if shown else None
+        paint_objects(part, object_ids, masks, annotation.overwrite)
         if not in_place:
-            data[index] = region
+            data[index] = whole
         for object_id in object_ids:
-            annotation.record_written(plane, object_id, region == object_id)
-        if shown and not np.array_equal(before, region):  # the prompted frame often is not
+            mine = part == object_id
+            annotation.record_written(
+                plane, object_id, mine if self.region is None else MaskCrop(rows, cols, mine)
+            )
+        if shown and not np.array_equal(before, part):  # the prompted frame often is not
             labels.refresh()
 
     def shown_frame(self) -> int:

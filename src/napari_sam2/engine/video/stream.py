@@ -36,13 +36,15 @@ class FrameStream:
     An iterator that also knows its length (the number of items it will yield, for a progress
     bar and an ETA) and stops the work when closed (a GUI's Cancel). ``confidence`` maps each
     object id to a float array over the stack's frames, NaN where not computed yet, filled as
-    frames finish (the session's: it also holds earlier runs' frames).
+    frames finish (the session's: it also holds earlier runs' frames). With a ``region``
+    (``Segmenter.propagate(..., roi=)``) the masks cover that region of the frames only.
     """
 
-    def __init__(self, frames: Frames, total: int, confidence: dict[int, np.ndarray]):
+    def __init__(self, frames: Frames, total: int, confidence: dict[int, np.ndarray], region=None):
         self._frames = frames
         self.total = total
         self.confidence = confidence
+        self.region = region  # a ``Region``: the masks are of that part of the frames
 
     def __len__(self) -> int:
         return self.total
@@ -115,10 +117,11 @@ def write_labels(
     updated — every yielded object's old pixels cleared, its new mask painted with its id —
     and written back in one assignment, so no frame is ever half-written, and frames never
     yielded are never touched. Overlaps follow ``paint_objects`` (``overwrite=False`` keeps
-    other objects' pixels).
+    other objects' pixels). A stream of a region is written into that region of the labels.
     In a script: ``for _ in write_labels(stream, labels): pass``.
     """
     axis = frame_axis % labels.ndim
+    region = getattr(stream, "region", None)
     dtype = np.dtype(labels.dtype)
     largest = np.iinfo(dtype).max if dtype.kind in "iu" else None
     try:
@@ -129,7 +132,10 @@ def write_labels(
                     "array of a larger integer type (e.g. uint32)."
                 )
             index = (slice(None),) * axis + (frame,)
-            labels[index] = paint_objects(np.array(labels[index]), object_ids, masks, overwrite)
+            plane = np.array(labels[index])
+            part = plane if region is None else plane[region.rows, region.cols]
+            paint_objects(part, object_ids, masks, overwrite)  # in place: a view of plane
+            labels[index] = plane
             yield frame
     finally:
         close = getattr(stream, "close", None)
