@@ -63,3 +63,21 @@ def test_merge_and_delete_are_single_undoable_edits(two_objects, qtbot):
     assert panel.rows == []
     labels.undo()
     np.testing.assert_array_equal(labels.data == 1, both)
+
+
+def test_hiding_an_object_makes_only_its_labels_transparent(two_objects):
+    viewer, widget, session = two_objects
+    labels, panel = session.labels_layer, widget.objects
+    original = labels.colormap
+    colour_1 = original.map(np.array([1]))[0].copy()
+    colour_2 = original.map(np.array([2]))[0].copy()
+    panel.table.selectRow(1)
+    panel.hide_button.native.click()
+    assert labels.colormap.map(np.array([2]))[0][3] == 0  # object 2 hidden
+    np.testing.assert_allclose(labels.colormap.map(np.array([1]))[0], colour_1)
+    assert panel.table.item(1, 1).text() == "2 (hidden)"
+    assert (labels.data == 2).any()  # hidden, not deleted
+    panel.table.selectRow(1)
+    panel.hide_button.native.click()
+    assert type(labels.colormap) is type(original)  # napari's own colours are back
+    np.testing.assert_allclose(labels.colormap.map(np.array([2]))[0], colour_2)

@@ -10,7 +10,14 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
 from ..engine.errors import SAM2Error
-from ..layers.objects import ObjectRow, delete_object, merge_objects, object_rows, show_object
+from ..layers.objects import (
+    ObjectRow,
+    delete_object,
+    draw_hidden,
+    merge_objects,
+    object_rows,
+    show_object,
+)
 from .section import Section
 
 COLUMNS = ("", "id", "name", "frames", "prompted on", "last confidence")
@@ -46,11 +53,23 @@ class ObjectsPanel(Section):
         self.merge_from = SpinBox(label="Merge object", min=1, max=2**31 - 1, value=1)
         self.merge_button = PushButton(text="into the selected one")
         self.delete_button = PushButton(text="Delete selected object")
+        self.hide_button = PushButton(text="Hide / show selected object")
+        self.hidden: set[int] = set()
+        self._colormap = None  # the Labels layer's own colours, while objects are hidden
         self.native.layout().addWidget(self.table)
-        self.extend([self.refresh_button, self.merge_from, self.merge_button, self.delete_button])
+        self.extend(
+            [
+                self.refresh_button,
+                self.merge_from,
+                self.merge_button,
+                self.delete_button,
+                self.hide_button,
+            ]
+        )
         self.refresh_button.changed.connect(self.refresh)
         self.merge_button.changed.connect(self.merge)
         self.delete_button.changed.connect(self.delete)
+        self.hide_button.changed.connect(self.toggle_hidden)
         self.table.itemSelectionChanged.connect(self._selected)
         self.table.itemChanged.connect(self._renamed)
         self.shown = False  # the widget says when its tab is the current one
@@ -72,7 +91,8 @@ class ObjectsPanel(Section):
         for n, row in enumerate(self.rows):
             swatch = QTableWidgetItem("")
             swatch.setBackground(QColor.fromRgbF(*row.color))
-            cells = [swatch, QTableWidgetItem(str(row.object_id)), QTableWidgetItem(row.name)]
+            shown_id = f"{row.object_id}{' (hidden)' if row.object_id in self.hidden else ''}"
+            cells = [swatch, QTableWidgetItem(shown_id), QTableWidgetItem(row.name)]
             cells += [QTableWidgetItem(_frames_text(f)) for f in (row.frames, row.prompted)]
             cells.append(QTableWidgetItem(self._last_confidence(row.object_id)))
             for column, cell in enumerate(cells):
@@ -120,6 +140,18 @@ class ObjectsPanel(Section):
     def delete(self) -> None:
         """Delete the selected object: its labels (one undoable edit) and its prompts."""
         self._act(lambda row: delete_object(self.annotation, row.object_id))
+
+    def toggle_hidden(self) -> None:
+        """Hide the selected object's labels, or show them again."""
+        labels = self.annotation.labels_layer
+        if self._colormap is None and labels is not None:
+            self._colormap = labels.colormap
+        self._act(lambda row: self.hidden.symmetric_difference_update({row.object_id}))
+        if labels is not None:
+            ids = [row.object_id for row in self.rows]
+            draw_hidden(labels, self._colormap, ids, self.hidden)
+            if not self.hidden:
+                self._colormap = None
 
     def merge(self) -> None:
         """Merge the object given in *Merge object* into the selected one."""

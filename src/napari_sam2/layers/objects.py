@@ -134,3 +134,18 @@ def show_object(annotation, row: ObjectRow, frame_axis: int | None) -> None:
     frames = row.frames or row.prompted
     if frame_axis is not None and frames:
         move_to_frame(annotation.viewer, annotation.image_layer, frame_axis, frames[0])
+
+
+def draw_hidden(labels_layer, colormap, object_ids, hidden: set[int]) -> None:
+    """Draw ``labels_layer`` with ``colormap`` (napari's own label colours), the ``hidden``
+    objects transparent; with none hidden, ``colormap`` itself comes back."""
+    if not hidden:
+        labels_layer.colormap = colormap
+        return
+    from napari.utils.colormaps import DirectLabelColormap
+
+    ids = sorted(set(object_ids) | hidden)
+    colors = {k: c for k, c in zip(ids, colormap.map(np.asarray(ids)), strict=True)}
+    colors.update({k: np.zeros(4) for k in hidden})
+    colors.update({0: np.zeros(4), None: np.ones(4)})  # ids made later: white until refreshed
+    labels_layer.colormap = DirectLabelColormap(color_dict=colors)
