@@ -106,6 +106,15 @@ def test_an_object_larger_than_its_first_window_comes_out_whole(micro):
     assert np.mean(scores) > 0.8, scores
 
 
+def test_a_field_of_view_given_as_region_segments_the_large_object_in_it(micro):
+    """Zoomed out over a whole 2048² plane, a click on a 300 px cell is segmented on the field
+    of view (downsampled to the model input), not in a native window around the click."""
+    image, truth = synthetic_cells((2048, 2048), n_cells=3, seed=5, radius=150)
+    micro.set_image(image)
+    crop = micro.predict_crop(points=[centre(truth == 2)], region=(0, 0, 2048, 2048))
+    assert crop_iou(crop, truth == 2, (0, 0)) > 0.8
+
+
 class CountingPlane:
     """A numpy plane behind a lazy array's interface that counts the pixels read from it."""
 
