@@ -113,6 +113,8 @@ def test_a_field_of_view_given_as_region_segments_the_large_object_in_it(micro):
     micro.set_image(image)
     crop = micro.predict_crop(points=[centre(truth == 2)], region=(0, 0, 2048, 2048))
     assert crop_iou(crop, truth == 2, (0, 0)) > 0.8
+    with pytest.raises(SAM2Error, match="region"):
+        micro.predict_crop(points=[(5, 5)], region=(100, 100, 50, 500))
 
 
 class CountingPlane:
