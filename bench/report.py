@@ -406,6 +406,11 @@ def main(argv=None) -> None:
     if any(line.get("bench") == "batch" for line in lines):
         print("\n### batch\n")
         print(batch_table(lines))
+    if any(line.get("bench") == "large_images" for line in lines):
+        from large_images import tables
+
+        print("\n### large images\n")
+        print(tables(lines))
     if args.plot:
         if propagation_rows(lines):
             plot_memory(lines, args.plot)

@@ -31,3 +31,8 @@ for watch in 0 15; do  # the viewer on the prompted frame, then on one being fil
         --size 1024 --clicks 3 --propagate-frames 30 --watch-frame $watch \
         --out "$OUT/cpu-responsiveness-propagation.jsonl"
 done
+REAL=$ROOT/../shared/data/real-nuclei-3d  # real nuclei, where the development data is present
+REAL_ARGS=()
+[ -d "$REAL" ] && REAL_ARGS=(--real "$REAL")
+run "$ROOT/bench/large_images.py" --device cpu "${REAL_ARGS[@]}" \
+    --out "$OUT/cpu-large-images.jsonl"

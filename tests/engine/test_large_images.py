@@ -11,7 +11,7 @@ import pytest
 from scipy.ndimage import binary_fill_holes
 
 from napari_sam2 import SAM2Error, Segmenter
-from napari_sam2.engine.mosaic import make_mosaic
+from napari_sam2.engine.mosaic import crop_iou, make_mosaic
 from napari_sam2.engine.synthetic import synthetic_cells
 
 from .masks import centre, iou
@@ -45,9 +45,7 @@ def click_scores(seg, mosaic, tiles, limits):
         for truth in objects(mosaic.tile_labels(*tile)):
             r, c = centre(truth)
             crop = seg.predict_crop(points=[(r + r0, c + c0)])
-            here = np.zeros(mosaic.image.shape, bool)
-            here[r0 : r0 + mosaic.tile, c0 : c0 + mosaic.tile] = truth
-            on_mosaic.append(crop_iou(crop, here))
+            on_mosaic.append(crop_iou(crop, truth, (r0, c0)))
     native = []
     for tile in tiles:
         seg.set_image(mosaic.tile_image(*tile), contrast_limits=limits)
@@ -56,13 +54,6 @@ def click_scores(seg, mosaic, tiles, limits):
         ]
     assert len(on_mosaic) >= 5, "too few objects to score"
     return float(np.mean(on_mosaic)), float(np.mean(native))
-
-
-def crop_iou(crop, truth) -> float:
-    """IoU of a ``MaskCrop`` with a full-size truth mask, without a full-size prediction."""
-    inside = truth[crop.rows, crop.cols]
-    both = (crop.mask & inside).sum()
-    return float(both / (crop.mask.sum() + truth.sum() - both))
 
 
 def objects(labels, min_area=30):
@@ -115,6 +106,17 @@ def test_an_object_larger_than_its_first_window_comes_out_whole(micro):
     assert np.mean(scores) > 0.8, scores
 
 
+def test_a_field_of_view_given_as_region_segments_the_large_object_in_it(micro):
+    """Zoomed out over a whole 2048² plane, a click on a 300 px cell is segmented on the field
+    of view (downsampled to the model input), not in a native window around the click."""
+    image, truth = synthetic_cells((2048, 2048), n_cells=3, seed=5, radius=150)
+    micro.set_image(image)
+    crop = micro.predict_crop(points=[centre(truth == 2)], region=(0, 0, 2048, 2048))
+    assert crop_iou(crop, truth == 2, (0, 0)) > 0.8
+    with pytest.raises(SAM2Error, match="region"):
+        micro.predict_crop(points=[(5, 5)], region=(100, 100, 50, 500))
+
+
 class CountingPlane:
     """A numpy plane behind a lazy array's interface that counts the pixels read from it."""
 
@@ -140,9 +142,7 @@ def test_a_dask_plane_is_read_a_window_at_a_time(micro):
     crop = micro.predict_crop(points=[(r + 2048, c + 1024)])
     assert counting.read < big.size / 5, counting.read  # normalisation sample + a window
     assert crop.mask.shape[0] < 384 and crop.rows.start >= 2048
-    here = np.zeros(big.shape, bool)
-    here[2048:2560, 1024:1536] = truth == 1
-    assert crop_iou(crop, here) > 0.7
+    assert crop_iou(crop, truth == 1, (2048, 1024)) > 0.7
 
 
 def test_a_zarr_plane_is_never_read_whole(micro, tmp_path):
@@ -165,9 +165,7 @@ def test_a_zarr_plane_is_never_read_whole(micro, tmp_path):
     r, c = centre(truth == 2)
     crop = micro.predict_crop(points=[(r + 5120, c + 2048)])
     assert CountingStore.chunks_read < 288 / 2, CountingStore.chunks_read
-    here = np.zeros(plane.shape, bool)
-    here[5120:5632, 2048:2560] = truth == 2
-    assert crop_iou(crop, here) > 0.7
+    assert crop_iou(crop, truth == 2, (5120, 2048)) > 0.7
 
 
 def test_unreadable_chunks_raise_a_clear_error_naming_the_array(micro):
@@ -186,11 +184,17 @@ def test_unreadable_chunks_raise_a_clear_error_naming_the_array(micro):
 
 
 def test_far_edges_a_box_larger_than_the_image_and_a_one_pixel_high_image(micro):
+    import dask.array as da
+
     image, truth = synthetic_cells((1200, 1500), n_cells=6, seed=8)
     micro.set_image(image)
     assert micro.predict(points=[(1199, 1499)]).shape == (1200, 1500)
     whole = micro.predict_crop(box=(-100, -100, 5000, 5000))
     assert whole.mask.any()
+    lazy = da.from_array(np.tile(image, (4, 2)), chunks=1000)  # 4800 × 3000: read every 3rd
+    micro.set_image(lazy)
+    whole = micro.predict_crop(box=(-10, -10, 6000, 4000))
+    assert whole.mask.any() and whole.rows.stop <= 4800 and whole.cols.stop <= 3000
     line = np.zeros((1, 100_000), np.uint16)
     line[0, 99_990:] = 1000
     micro.set_image(line)

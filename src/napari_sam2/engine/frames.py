@@ -150,11 +150,15 @@ def select_channels(
     plane = np.moveaxis(plane, channel_axis, -1)
     if plane.ndim != 3:
         raise SAM2Error(f"Expected a 2D plane with channels but got shape {plane.shape}.")
-    n = plane.shape[-1]
+    return plane[..., channel_picks(plane.shape[-1], channels)]
+
+
+def channel_picks(n: int, channels: Sequence[int] | None) -> list[int]:
+    """The channels of ``n`` that feed the model's R, G, B inputs (default: the first three)."""
     picks = list(channels) if channels is not None else list(range(min(n, 3)))
     if not 1 <= len(picks) <= 3 or any(not 0 <= c < n for c in picks):
         raise SAM2Error(f"Pick 1 to 3 channels among 0..{n - 1}, got {channels!r}.")
-    return plane[..., picks]
+    return picks
 
 
 def shrink_factor(shape: tuple[int, ...]) -> int:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .window import MaskCrop
+
 
 @dataclass
 class Mosaic:
@@ -35,6 +37,56 @@ class Mosaic:
 
     def origin(self, row: int, col: int) -> tuple[int, int]:
         return row * self.tile, col * self.tile
+
+    def truth(self) -> np.ndarray:
+        """int32 labels of the whole mosaic: tile k's object i is ``1000 * k + i``."""
+        out = np.zeros(self.image.shape, np.int32)
+        for k in range(self.grid * self.grid):
+            row, col = divmod(k, self.grid)
+            r0, c0 = self.origin(row, col)
+            tile = self.tile_labels(row, col).astype(np.int32)
+            out[r0 : r0 + self.tile, c0 : c0 + self.tile] = np.where(tile > 0, tile + 1000 * k, 0)
+        return out
+
+    def cut_ids(self, truth: np.ndarray) -> set:
+        """Ids of ``truth`` (a part of ``truth()`` starting on a tile corner) that a tile's
+        border cuts: in the mosaic they run on into the next tile's content."""
+        edges = np.zeros(truth.shape, bool)
+        edges[:: self.tile], edges[self.tile - 1 :: self.tile] = True, True
+        edges[:, :: self.tile], edges[:, self.tile - 1 :: self.tile] = True, True
+        return set(np.unique(truth[edges & (truth > 0)]).tolist())
+
+
+def crop_iou(crop: MaskCrop, truth: np.ndarray, origin: tuple[int, int]) -> float:
+    """IoU of a mask crop with a ``truth`` mask whose first pixel is at ``origin`` of the
+    plane, without a plane-sized array."""
+    (r0, c0), (cr, cc) = origin, (crop.rows.start, crop.cols.start)
+    top, left = max(cr, r0), max(cc, c0)
+    bottom = min(crop.rows.stop, r0 + truth.shape[0])
+    right = min(crop.cols.stop, c0 + truth.shape[1])
+    both = 0
+    if top < bottom and left < right:
+        mine = crop.mask[top - cr : bottom - cr, left - cc : right - cc]
+        theirs = truth[top - r0 : bottom - r0, left - c0 : right - c0]
+        both = int((mine & theirs).sum())
+    return both / max(int(crop.mask.sum()) + int(truth.sum()) - both, 1)
+
+
+def f1_at_half(labels: np.ndarray, truth: np.ndarray, ignored: set = frozenset()) -> float:
+    """F1 of predicted labels against truth at IoU 0.5; truth ids in ``ignored`` and the
+    predictions lying mostly on them are left out."""
+    found = matched = 0
+    for p in np.unique(labels[labels > 0]):
+        mask = labels == p
+        ids, counts = np.unique(truth[mask], return_counts=True)
+        best = ids[np.argmax(counts)]
+        if best in ignored:
+            continue
+        found += 1
+        if best and counts.max() / (mask | (truth == best)).sum() >= 0.5:
+            matched += 1
+    wanted = len(set(np.unique(truth[truth > 0]).tolist()) - set(ignored))
+    return 2 * matched / max(found + wanted, 1)
 
 
 def make_mosaic(images: np.ndarray, labels: np.ndarray, grid: int, seed: int = 0) -> Mosaic:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import SAM2Error
-from .frames import Normalization
+from .frames import Normalization, channel_picks
 
 # Percentiles of a lazy plane come from a grid of this many patches by this many, of this many
 # pixels a side: a bounded number of chunks, spread wherever the plane's bright and dark parts
@@ -72,11 +72,7 @@ class LazyPlane:
             raise SAM2Error(f"The image plane {self.shape} is empty.")
         self.channels = None
         if self.channel_axis is not None:
-            n = data.shape[self.channel_axis]
-            picks = list(channels) if channels is not None else list(range(min(n, 3)))
-            if not 1 <= len(picks) <= 3 or any(not 0 <= c < n for c in picks):
-                raise SAM2Error(f"Pick 1 to 3 channels among 0..{n - 1}, got {channels!r}.")
-            self.channels = picks
+            self.channels = channel_picks(data.shape[self.channel_axis], channels)
 
     def read(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         """The pixels at ``rows``, ``cols`` (slices, maybe strided) as a numpy array."""

@@ -179,7 +179,7 @@ class Segmenter:
             shape = self.image_shape
             prompts = PromptSet.from_arguments(points, point_labels, box, mask).validate(shape)
             if self._windowed is not None:
-                return self._windowed.predict(prompts, region)
+                return self._windowed.predict(prompts, _region(region))
             result, _ = self.session.predict(prompts)
         return MaskCrop(slice(0, shape[0]), slice(0, shape[1]), result)
 
@@ -342,3 +342,15 @@ def _closing(session: PropagationSession, frames: Frames) -> Frames:
     finally:
         frames.close()
         session.close()
+
+
+def _region(region) -> tuple[float, float, float, float] | None:
+    """A checked (min_row, min_col, max_row, max_col) region, or None."""
+    if region is None:
+        return None
+    values = np.asarray(region, dtype=np.float64).reshape(-1)
+    if values.shape != (4,) or not np.isfinite(values).all() or (values[2:] <= values[:2]).any():
+        raise SAM2Error(
+            f"A region is (min_row, min_col, max_row, max_col) with max > min, got {region!r}."
+        )
+    return tuple(values)

@@ -73,17 +73,20 @@ def iter_tiled_labels(
     for n, tile in enumerate(tiles):
         frame = to_model_frame(plane.read(*tile.slices), normalization)
         work = iter_mask_proposals(model, frame, options)
-        first = next(work)
-        if per_tile is None:
-            per_tile, total = first.total, first.total * len(tiles)
-            yield Progress(0, total)
-        while True:
-            try:
-                step = next(work)
-            except StopIteration as done:
-                proposals = done.value
-                break
-            yield Progress(n * per_tile + step.done, total)
+        try:
+            first = next(work)
+            if per_tile is None:
+                per_tile, total = first.total, first.total * len(tiles)
+                yield Progress(0, total)
+            while True:
+                try:
+                    step = next(work)
+                except StopIteration as done:
+                    proposals = done.value
+                    break
+                yield Progress(n * per_tile + step.done, total)
+        finally:
+            work.close()  # cancelled: the tile's generator resets its predictor now
         kept += _owned(proposals, tile, interior(tile, tiles), plane.shape, options)
     return paint_crops(kept, plane.shape, options)
 
@@ -94,7 +97,7 @@ def _owned(proposals, tile: Window, owned, shape, options) -> list[tuple[int, Ma
     top, left, bottom, right = tile.inner_edges(shape)
     out = []
     for proposal in proposals:
-        if not options.min_area <= proposal.area <= max_area:
+        if not max(options.min_area, 1) <= proposal.area <= max_area:
             continue
         mask = proposal.mask
         rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
