@@ -220,6 +220,8 @@ def test_2d_and_multi_axis_stacks_are_refused(segmenter):
         segmenter.propagate(np.zeros((H, W)), {0: {1: dict(points=[(3, 3)])}})
     with pytest.raises(SAM2Error, match="more than one frame axis"):
         segmenter.propagate(np.zeros((2, 3, H, W)), {0: {1: dict(points=[(3, 3)])}})
+    with pytest.raises(SAM2Error, match="complex"):  # never cast silently to real
+        segmenter.propagate(np.zeros((2, H, W), complex), {0: {1: dict(points=[(3, 3)])}})
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import SAM2Error
 from ..frames import FrameSource, Normalization, model_input
+from ..plane import check_pixel_dtype
 
 
 class ModelFrames:
@@ -115,6 +116,7 @@ def frame_source_for(
             f"frame_axis {frame_axis} does not exist in an array of {stack.ndim} axes."
         )
     frame_axis %= stack.ndim
+    check_pixel_dtype(stack.dtype)
     if channel_axis is None and stack.ndim == 4 and stack.shape[-1] in (3, 4) and frame_axis != 3:
         channel_axis = -1  # (T, H, W, RGB[A]) like napari's rgb layers
     if stack.ndim - 1 - (channel_axis is not None) != 2:
