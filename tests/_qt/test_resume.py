@@ -11,6 +11,7 @@ def test_saved_annotation_reopens_with_labels_prompts_and_corrects_only_its_part
     qtbot,
     tmp_path,
     notifications,
+    monkeypatch,
 ):
     viewer, widget = viewer_widget
     layer = viewer.add_image(stack)
@@ -30,8 +31,16 @@ def test_saved_annotation_reopens_with_labels_prompts_and_corrects_only_its_part
     resume.folder.line_edit.value = str(tmp_path / "day1")
     resume.save_button.native.click()
     assert (tmp_path / "day1" / "annotation.json").exists()
-    resume.save_button.native.click()  # never overwritten silently
-    assert "already exists" in notifications[-1]
+    from qtpy.QtWidgets import QMessageBox
+
+    asked = []
+    for answer in (QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes):
+        monkeypatch.setattr(QMessageBox, "question", lambda *a, _=answer: asked.append(a) or _)
+        stamp = (tmp_path / "day1" / "annotation.json").stat().st_mtime_ns
+        resume.save_button.native.click()  # never overwritten silently: the user is asked
+        replaced = (tmp_path / "day1" / "annotation.json").stat().st_mtime_ns != stamp
+        assert replaced == (answer == QMessageBox.StandardButton.Yes)
+    assert len(asked) == 2
 
     # Tomorrow: the prompts and labels are gone; open the folder.
     for name in ("SAM2 points", "SAM2 boxes", "SAM2 labels"):

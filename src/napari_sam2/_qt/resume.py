@@ -3,8 +3,11 @@ in one folder, to resume tomorrow where one stopped today."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from magicgui.widgets import FileEdit, PushButton
 from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QMessageBox
 
 from ..engine.errors import SAM2Error
 from ..layers.resume import open_layers, save_layers
@@ -34,9 +37,14 @@ class ResumeControls(Section):
         return text
 
     def save(self) -> None:
-        """Write the annotation of the stack along the chosen axis into a new folder."""
+        """Write the annotation of the stack along the chosen axis into a folder; one that
+        exists is replaced only if the user says so."""
         try:
-            written = save_layers(self.controls.current(), self._folder())
+            folder = self._folder()
+            overwrite = Path(folder).exists()
+            if overwrite and not _confirm_replace(self.native, folder):
+                return
+            written = save_layers(self.controls.current(), folder, overwrite)
         except (SAM2Error, OSError) as err:
             self._notify(err)
             return
@@ -58,3 +66,15 @@ class ResumeControls(Section):
             controls.propagation.close()
         controls.adopt(propagation)
         show_info(f"Opened the annotation in {folder}")
+
+
+def _confirm_replace(parent, folder: str) -> bool:
+    """Ask before an existing folder is replaced (never silently)."""
+    answer = QMessageBox.question(
+        parent,
+        "Replace the saved annotation?",
+        f"{folder} exists. Replace it with the annotation as it is now?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes

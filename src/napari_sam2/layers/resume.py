@@ -13,12 +13,12 @@ from . import names
 from .propagation import LayerPropagation
 
 
-def save_layers(propagation: LayerPropagation, folder) -> Path:
+def save_layers(propagation: LayerPropagation, folder, overwrite: bool = False) -> Path:
     """Write the stack's labels, every prompt of the layers, the names and what the session
-    knows (confidences, divisions) into ``folder`` (which must not exist)."""
+    knows (confidences, divisions) into ``folder`` (an existing one only with ``overwrite``)."""
     propagation.give_prompts()
     propagation.session.names.update(propagation.annotation.names)
-    return save_annotation(folder, propagation.session, propagation.labels_view())
+    return save_annotation(folder, propagation.session, propagation.labels_view(), overwrite)
 
 
 def open_layers(annotation, frame_axis: int, folder) -> LayerPropagation:
