@@ -86,3 +86,27 @@ def test_propagation_tracks_the_region_drawn_at_native_resolution(viewer_widget,
     # Beside the click's own mask on frame 0, nothing outside the region was written.
     np.testing.assert_array_equal(labels[1:], want[1:])
     assert not labels[1:, :1000].any()
+
+
+def test_a_multiscale_layer_is_clicked_on_its_full_resolution_level(
+    viewer_widget, qtbot, notifications
+):
+    import dask.array as da
+
+    viewer, widget = viewer_widget
+    rng = np.random.default_rng(2)
+    full = (rng.random((2048, 2048)) * 300 + 200).astype(np.uint16)
+    full[900:940, 900:940] += 3000
+    levels = [da.from_array(full, chunks=512), da.from_array(full[::2, ::2], chunks=512)]
+    layer = viewer.add_image(levels, multiscale=True, contrast_limits=(200, 3500))
+    session = start(widget, layer)
+    session.points_layer.add([[920, 920]])
+    settle(widget, qtbot)
+    region = session.plane_request().region  # what the view decided, on level 0's pixels
+    want = _expected(widget, full, layer, (920, 920), region)
+    np.testing.assert_array_equal(session.labels_layer.data == 1, want)
+
+    grown = viewer.add_image([full[::2, ::2], full], multiscale=True, name="levels grow")
+    start(widget, grown)
+    session.points_layer.add([[100, 100]])
+    qtbot.waitUntil(lambda: any("disagree" in m for m in notifications), timeout=10_000)

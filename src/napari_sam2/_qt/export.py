@@ -10,7 +10,7 @@ from napari.utils.notifications import show_info, show_warning
 from ..engine.errors import SAM2Error
 from ..export.ctc import export_ctc
 from ..files import check_export_path
-from ..layers.plane import displayed_plane
+from ..layers.plane import displayed_plane, pixels
 from ..measure import add_tracking_columns, measure_table, save_labels, save_table_csv, tracks
 from .section import Section
 
@@ -76,7 +76,7 @@ class ExportControls(Section):
                 tuple(sel for ax, sel in enumerate(selection) if ax != channel_axis)
             ]
         )
-        image = np.asarray(layer.data[selection])
+        image = np.asarray(pixels(layer)[selection])
         channel = None if channel_axis is None else kept.index(channel_axis)
         if axis is None:
             labels, image = labels[None], image[None]

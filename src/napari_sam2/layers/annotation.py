@@ -15,7 +15,7 @@ from ..engine.segmenter import Segmenter
 from . import names
 from .intensities import AUTO, MODES, Intensities, IntensityChooser
 from .labels import check_labels_fit, write_object
-from .plane import Plane, displayed_plane, image_shape
+from .plane import Plane, displayed_plane, image_shape, pixels
 from .prompts import (
     NEGATIVE_BORDER,
     NEGATIVE_SYMBOL,
@@ -306,7 +306,7 @@ class AnnotationSession:
         return SegmentationRequest(
             self.image_layer,
             self.labels_layer,
-            self.image_layer.data,
+            pixels(self.image_layer),
             plane,
             self.channels,
             self.intensities().normalization,
@@ -359,7 +359,7 @@ class AnnotationSession:
         layers = self.viewer.layers
         if request.image_layer not in layers or request.labels_layer not in layers:
             raise SAM2Error("A layer was removed while segmenting: nothing was written.")
-        if request.image_layer.data is not request.data:
+        if pixels(request.image_layer) is not request.data:
             raise SAM2Error("The image data changed while segmenting: nothing was written.")
         index = request.plane.labels_index()
         problems = []

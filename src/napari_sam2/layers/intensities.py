@@ -45,10 +45,11 @@ class IntensityChooser:
     def percentiles(self, layer) -> Normalization:
         """0.5-99.8 % percentiles over (up to 16 frames of) the whole layer, not one plane."""
         if self._data is not layer.data:
-            data = layer.data
+            # A multiscale layer's smallest level: the same intensities, a fraction of the reads.
+            data = layer.data[-1] if layer.multiscale else layer.data
             frame_axis = 0 if data.ndim - layer.rgb > 2 else None
             self._percentiles = Normalization.for_data(data, frame_axis)
-            self._data = data
+            self._data = layer.data
         return self._percentiles
 
     def choose(self, layer, mode: str = AUTO) -> Intensities:

@@ -128,3 +128,19 @@ def move_to_frame(viewer, layer, axis: int, frame: int) -> None:
     point[axis] = frame
     world = layer.data_to_world(point)[axis]
     viewer.dims.set_point(viewer.dims.ndim - layer.ndim + axis, world)
+
+
+def pixels(layer):
+    """The image layer's full-resolution array: its data, or a multiscale layer's first level
+    (OME-Zarr pyramids, say), which is read lazily a window at a time like any large plane."""
+    if not getattr(layer, "multiscale", False):
+        return layer.data
+    levels = list(layer.data)
+    for n in range(1, len(levels)):
+        before, now = levels[n - 1].shape, levels[n].shape
+        if len(now) != len(before) or any(b < a for a, b in zip(now, before, strict=True)):
+            raise SAM2Error(
+                f"The levels of the multiscale layer '{layer.name}' disagree: level {n} has "
+                f"shape {now} after {before}. Give the levels from the largest down."
+            )
+    return levels[0]

@@ -20,7 +20,7 @@ from ..engine.video.session import PropagationSession
 from ..engine.video.stream import paint_objects
 from ..engine.window import MaskCrop
 from .annotation import AnnotationSession
-from .plane import Plane, displayed_plane, to_image_coords
+from .plane import Plane, displayed_plane, pixels, to_image_coords
 from .prompts import object_prompts, prompt_fingerprint
 
 
@@ -69,7 +69,7 @@ class LayerPropagation:
         kept = [ax for ax, i in enumerate(here.index) if i is None or ax == frame_axis]
         selection = tuple(slice(None) if ax in kept else i for ax, i in enumerate(here.index))
         self._here = here
-        stack = layer.data[selection]
+        stack = pixels(layer)[selection]
         self.region = None
         channel_axis = None
         if annotation.channel_axis is not None:

@@ -44,7 +44,10 @@ class PlaneReader:
 def field_of_view(layer, plane: Plane) -> tuple[float, float, float, float] | None:
     """The part of ``plane`` on screen, (min_row, min_col, max_row, max_col) in its pixels,
     from the layer's corner pixels (None before the canvas has drawn it)."""
-    corners = np.asarray(layer.corner_pixels, dtype=float)[:, [plane.rows_axis, plane.cols_axis]]
+    corners = np.asarray(layer.corner_pixels, dtype=float)
+    if getattr(layer, "multiscale", False):  # corners are in the level on screen's pixels
+        corners = corners * np.asarray(layer.downsample_factors[layer.data_level])
+    corners = corners[:, [plane.rows_axis, plane.cols_axis]]
     (r0, c0), (r1, c1) = corners[0], corners[1] + 1
     if r1 - r0 <= 1 or c1 - c0 <= 1:
         return None
