@@ -65,17 +65,16 @@ class MasksToHost:
         self,
         frame: int,
         object_ids: list[int],
-        masks: list[torch.Tensor],
-        confidence: list[torch.Tensor],
-        area: list[torch.Tensor],
+        masks: torch.Tensor,
+        confidence: torch.Tensor,
+        area: torch.Tensor,
     ):
         self.frame, self.object_ids = frame, object_ids
-        stacked = torch.stack(masks)
-        self.masks = stacked.to("cpu", non_blocking=True)  # pinned memory when from CUDA
-        self.confidence = torch.stack(confidence).to("cpu", non_blocking=True)
-        self.area = torch.stack(area).to("cpu", non_blocking=True)
+        self.masks = masks.to("cpu", non_blocking=True)  # pinned memory when from CUDA
+        self.confidence = confidence.to("cpu", non_blocking=True)
+        self.area = area.to("cpu", non_blocking=True)
         self.copied = None
-        if stacked.is_cuda:
+        if masks.is_cuda:
             self.copied = torch.cuda.Event()
             self.copied.record()
 
