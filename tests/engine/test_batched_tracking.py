@@ -90,7 +90,7 @@ def test_batched_objects_get_the_masks_of_per_object_tracking(model, stack):
 def test_batches_padded_for_cuda_graphs_give_the_same_masks(model, stack):
     """While CUDA graphs replay the step, batches are padded to a size class (one graph per
     class): the padding changes no object's mask. (Run here without graphs, on the CPU.)"""
-    assert [size_class(n) for n in (1, 3, 5, 64, 65, 130)] == [1, 4, 8, 64, 128, 192]
+    assert [size_class(n) for n in (1, 3, 5, 33, 64)] == [1, 4, 8, 64, 64]
     unpadded, _, _ = annotate(model, stack, per_object=False)
 
     class FakeGraphs:
@@ -139,3 +139,12 @@ def test_same_masks_as_the_official_predictor_for_several_objects(model, stack):
     assert sorted(ours) == sorted(stock)
     for key, mask in stock.items():
         assert (ours[key] == mask).all(), key
+
+
+def test_groups_larger_than_a_batch_are_split_without_changing_masks(model, stack):
+    whole, _, _ = annotate(model, stack, per_object=False)
+    with mock.patch.object(tracking, "MAX_BATCH", 2):
+        split, _, sizes = annotate(model, stack, per_object=False)
+    assert max(sizes) == 2
+    for (*where, ours), (*_, theirs) in zip(split, whole, strict=True):
+        assert (ours == theirs).all(), where

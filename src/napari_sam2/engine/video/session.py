@@ -200,6 +200,9 @@ class PropagationSession:
             if state is None:
                 template = next(iter(self._states.values()), None)
                 state = self._states[object_id] = new_state(self.model, self.frames, template)
+            # Objects prompted on the same frame share its image features (sam2 would encode
+            # the frame again for each object's state).
+            state["cached_features"] = {frame: self._features.get(frame, 1, frame)}
             take_scores()
             add_prompt(self.model, state, frame, object_id, prompt)
             self._scores.setdefault(object_id, {})[frame] = take_scores()

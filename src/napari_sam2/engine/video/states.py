@@ -66,10 +66,10 @@ def add_prompt(model, state: dict, frame: int, object_id: int, prompt: PromptSet
 def forget(state: dict, anchors, head: int, window: int) -> None:
     """Drop outputs of frames farther than ``window`` from every anchor and from ``head``:
     the model will not attend to them again (see ``PropagationSession``)."""
-    near = sorted(anchors) + [head]
+    anchors = list(anchors)
 
-    def needed(f: int) -> bool:
-        return any(abs(f - a) <= window for a in near)
+    def needed(f: int) -> bool:  # it runs for every object on every frame: head first
+        return abs(f - head) <= window or any(abs(f - a) <= window for a in anchors)
 
     for outputs in state["output_dict_per_obj"].values():
         stored = outputs["non_cond_frame_outputs"]

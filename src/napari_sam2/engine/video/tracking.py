@@ -2,9 +2,10 @@
 
 On each frame of a run, the objects tracked there are grouped by the frames their memories lie
 on (``batching.memory_frames``): objects prompted on the same frames and tracked over the same
-frames — all cells of a "segment everything", say — share one batched sam2 step; an object
-added later, corrected, or conditioned on other frames is its own group until its memories
-line up again. A prompted frame hands out the object's stored output, as sam2 does.
+frames — all cells of a "segment everything", say — share one batched sam2 step (up to
+``batching.MAX_BATCH`` objects a step); an object added later, corrected, or conditioned on
+other frames is its own group until its memories line up again. A prompted frame hands out the
+object's stored output, as sam2 does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .batching import memory_frames, size_class, track_batch
+from .batching import MAX_BATCH, memory_frames, size_class, track_batch
 from .confidence import confidence, jump, per_object, summary
 from .features import SharedFeatures
 from .planning import Step, run_end
@@ -89,14 +90,16 @@ class RunTracker:
             if self.per_object or self.model.non_overlap_masks_for_mem_enc:
                 key += (oid,)  # that setting couples the objects of a batch
             groups.setdefault(key, []).append(k)
-        for (reverse, frames, *_), members in groups.items():
-            batch = [self.states[step.object_ids[k]] for k in members]
-            size = size_class(len(batch)) if self.pad else None
-            masks, ious, logits = track_batch(
-                self.model, batch, frame, reverse, image, frames, size
-            )
-            for j, k in enumerate(members):
-                low[k], iou[k], logit[k] = masks[j : j + 1], ious[j : j + 1], logits[j : j + 1]
+        for (reverse, frames, *_), group in groups.items():
+            for start in range(0, len(group), MAX_BATCH):
+                members = group[start : start + MAX_BATCH]
+                batch = [self.states[step.object_ids[k]] for k in members]
+                size = size_class(len(batch)) if self.pad else None
+                masks, ious, logits = track_batch(
+                    self.model, batch, frame, reverse, image, frames, size
+                )
+                for j, k in enumerate(members):
+                    low[k], iou[k], logit[k] = masks[j : j + 1], ious[j : j + 1], logits[j : j + 1]
 
         masks = self._video_resolution(torch.cat(low))[:, 0] > 0
         current = summary(masks)
