@@ -87,8 +87,9 @@ class RunTracker:
                 state["frames_tracked_per_obj"][0][frame] = {"reverse": run.reverse}
                 continue
             key = (run.reverse, memory_frames(self.model, state, frame, run.reverse))
+            # Alone when asked, or where sam2's memory encoder would couple a batch's objects.
             if self.per_object or self.model.non_overlap_masks_for_mem_enc:
-                key += (oid,)  # that setting couples the objects of a batch
+                key += (oid,)
             groups.setdefault(key, []).append(k)
         for (reverse, frames, *_), group in groups.items():
             for start in range(0, len(group), MAX_BATCH):
