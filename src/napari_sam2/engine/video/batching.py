@@ -13,6 +13,7 @@ state, as sam2 stores them when it tracks that object by itself.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .confidence import per_object, take_scores
 
@@ -108,3 +109,39 @@ def track_batch(
         }
         state["frames_tracked_per_obj"][0][frame] = {"reverse": reverse}
     return masks[:n], iou[:n], logit[:n]
+
+
+def encode_prompted(model, states: list[dict], features) -> None:
+    """Encode the memories of the frames just prompted, for all objects prompted on a frame at
+    once: sam2 encodes them in ``propagate_in_video_preflight``, one object at a time, as it
+    does here for what is left (frames prompted for one object).
+
+    ``features`` is the run's ``SharedFeatures``. The memories are encoded as sam2's preflight
+    encodes them (the prompts' mask at the model's input size, marked as from the user).
+    """
+    waiting: dict[int, list[tuple[dict, dict]]] = {}
+    for state in states:
+        for frame, out in state["temp_output_dict_per_obj"][0]["cond_frame_outputs"].items():
+            if out["maskmem_features"] is None:
+                waiting.setdefault(frame, []).append((state, out))
+    size = (model.image_size, model.image_size)
+    for frame, prompted in waiting.items():
+        if len(prompted) < 2:
+            continue
+        for start in range(0, len(prompted), MAX_BATCH):
+            chunk = prompted[start : start + MAX_BATCH]
+            lead = chunk[0][0]
+            lead["cached_features"] = {frame: features.get(frame, 1, frame)}
+            masks = torch.cat([out["pred_masks"] for _, out in chunk]).to(model.device)
+            masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+            memory, position = model._run_memory_encoder(
+                inference_state=lead,
+                frame_idx=frame,
+                batch_size=len(chunk),
+                high_res_masks=masks,
+                object_score_logits=torch.cat([out["object_score_logits"] for _, out in chunk]),
+                is_mask_from_pts=True,
+            )
+            for i, (_, out) in enumerate(chunk):
+                out["maskmem_features"] = memory[i : i + 1]
+                out["maskmem_pos_enc"] = [x[i : i + 1] for x in position]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .batching import MAX_BATCH, memory_frames, size_class, track_batch
+from .batching import MAX_BATCH, encode_prompted, memory_frames, size_class, track_batch
 from .confidence import confidence, jump, per_object, summary
 from .features import SharedFeatures
 from .planning import Step, run_end
@@ -63,6 +63,9 @@ class RunTracker:
         order, on the device."""
         step = self.steps[i]
         frame, direction = step.frame, -1 if step.reverse else 1
+        starting = [oid for oid in step.object_ids if not self._continues(oid, step)]
+        if not self.per_object and not self.model.non_overlap_masks_for_mem_enc:
+            encode_prompted(self.model, [self.states[oid] for oid in starting], self.features)
         runs = [self._run(oid, i) for oid in step.object_ids]
         for oid in step.object_ids:
             # Share the features sam2 computed itself for this frame (a prompt just added).
@@ -112,11 +115,16 @@ class RunTracker:
             forget(self.states[oid], self.anchors[oid], frame, self.memory_window)
         return masks, scores, current[:, 0]
 
+    def _continues(self, oid: int, step: Step) -> bool:
+        """Whether ``oid`` continues a run on ``step`` (else one starts there)."""
+        run = self._runs.get((oid, step.reverse))
+        return run is not None and run.next == step.frame
+
     def _run(self, oid: int, i: int) -> _Run:
         """The run ``oid`` continues on ``steps[i]``, or a new one starting there."""
         step = self.steps[i]
         run = self._runs.get((oid, step.reverse))
-        if run is None or run.next != step.frame:
+        if not self._continues(oid, step):
             # sam2 takes the prompts added since the last run into the object's memory.
             self.model.propagate_in_video_preflight(self.states[oid])
             run = _Run(step.frame, run_end(self.steps, i, oid), step.reverse and step.frame > 0)
