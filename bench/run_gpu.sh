@@ -14,9 +14,9 @@
 # propagation-1000, long (10,000 frames, this engine only), compiled (100 frames, the engine
 # with its image encoder torch.compile'd beside the plain one and the official predictor),
 # objects (frames/s against object count: N cells clicked on a synthetic crowded 512² clip, 60
-# frames, packaged micro, 1-64 objects, 2 runs, also with objects tracked one by one),
-# objects-more (micro with 128 objects, tiny with random weights with 1-32, 1 run; each of
-# these two parts should take under 10 minutes: run them in calls of their own),
+# frames, packaged micro, 1, 8 and 32 objects, 2 runs, also with objects tracked one by one),
+# objects-more (micro with 64 and 128 objects, tiny with random weights with 1, 8 and 32, 1
+# run; run these two parts in calls of their own: together they take over 10 minutes),
 # napari (click → Labels layer in napari's ViewerModel; needs napari's wheels), automatic,
 # batch.
 # BENCH_DATA holds bedroom/ (JPEG frames)
@@ -82,13 +82,13 @@ for part in $PARTS; do
     compiled)  # each run compiles in its warm-up (inductor's cache shortens the later ones)
         propagation propagation-100-compiled 400 --frames 100 --runs 2 \
             --engines ours ours-compiled official ;;
-    objects)
-        objects propagation-objects-micro 570 --model sam2.1_hiera_micro --checkpoint "$MICRO" \
-            --objects 1 8 32 64 --runs 2 --engines ours ours-per-object official ;;
-    objects-more)
-        objects propagation-objects-micro-128 300 --model sam2.1_hiera_micro \
-            --checkpoint "$MICRO" --objects 128 --runs 1 --engines ours official
-        objects propagation-objects-tiny 270 --model sam2.1_hiera_tiny --objects 1 8 32 --runs 1 \
+    objects)  # about 5 minutes
+        objects propagation-objects-micro 400 --model sam2.1_hiera_micro --checkpoint "$MICRO" \
+            --objects 1 8 32 --runs 2 --engines ours ours-per-object official ;;
+    objects-more)  # about 7 minutes
+        objects propagation-objects-micro-many 330 --model sam2.1_hiera_micro \
+            --checkpoint "$MICRO" --objects 64 128 --runs 1 --engines ours ours-per-object official
+        objects propagation-objects-tiny 200 --model sam2.1_hiera_tiny --objects 1 8 32 --runs 1 \
             --engines ours official ;;
     napari)  # napari's ViewerModel (no display there): click → Labels layer updated
         PYTHONPATH=$ROOT/bench/headless_site:$PYTHONPATH step interactive-viewer-model 300 \
