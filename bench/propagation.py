@@ -14,6 +14,18 @@ Examples::
     python bench/propagation.py --device cuda --model sam2.1_hiera_tiny --frames 100 1000 10000
     python bench/propagation.py --device cpu --model sam2.1_hiera_micro --frames 10 30 --runs 1
 
+With ``--objects N ...`` the clip is a synthetic crowded field instead (``engine.synthetic``:
+``--size``² frames, cells covering about a quarter of it), and N cells are clicked on frame 0
+and tracked together; each row then also says how far the masks of the first run of each
+engine of ours agree with the official predictor's (``mean_iou_vs_official``, over every
+object on ten frames spread over the clip)::
+
+    python bench/propagation.py --device cpu --model sam2.1_hiera_micro --objects 1 4 8 \
+        --frames 10 --size 256 --runs 1 --engines ours ours-per-object official
+
+``ours-per-object`` is the engine with objects tracked one by one, as sam2 does (a private
+switch, for this comparison only).
+
 Weights are random unless ``--checkpoint`` is given (speed and memory do not depend on them).
 The model is warmed up as the plugin loads it on an accelerator (``warm_up``: one click
 and one tracked frame on a tiny blank clip) before the clock starts, for both engines; with
@@ -26,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -36,46 +47,23 @@ import time
 from pathlib import Path
 
 import numpy as np
+from clips import JpegFolder, crowded_folder, frame_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "bedroom"
 MARKS = (10, 20, 50, 100, 1000, 10000)
 
 
-class JpegFolder:
-    """A folder of JPEG frames as a lazy (T, H, W, 3) uint8 array (decodes on indexing)."""
-
-    def __init__(self, folder: Path):
-        self.files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() == ".jpg")
-        first = self._read(0)
-        self.shape = (len(self.files), *first.shape)
-        self.dtype = np.dtype(np.uint8)
-        self.ndim = 4
-
-    def _read(self, index: int) -> np.ndarray:
-        from PIL import Image
-
-        with Image.open(self.files[index]) as image:
-            return np.asarray(image.convert("RGB"))
-
-    def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        return self._read(int(key[0]))[key[1:]]
+def sampled_frames(n: int) -> list[int]:
+    """The frames whose masks are kept for the agreement between engines."""
+    return sorted({int(f) for f in np.linspace(0, n - 1, min(n, 10))})
 
 
-def frame_folder(source: Path, n: int, workdir: Path) -> Path:
-    """A folder of ``n`` frames named 00000.jpg …, hard links to ``source``'s frames."""
-    frames = sorted(p for p in source.iterdir() if p.suffix.lower() == ".jpg")
-    folder = workdir / f"frames_{n}"
-    folder.mkdir(exist_ok=True)
-    for i in range(n):
-        target = folder / f"{i:05d}.jpg"
-        if not target.exists():
-            try:
-                os.link(frames[i % len(frames)], target)
-            except OSError:
-                target.write_bytes(frames[i % len(frames)].read_bytes())
-    return folder
+def mean_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean IoU over (frame, object) of two (frames, objects, H, W) boolean arrays."""
+    union = (a | b).sum((-2, -1))
+    inter = (a & b).sum((-2, -1))
+    return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
 
 
 def build(name: str, checkpoint: str | None, device: str, compile: bool = False):
@@ -156,7 +144,8 @@ def one_run(args) -> dict:
     folder = Path(args.folder)
     data = JpegFolder(folder)
     n, height, width = data.shape[:3]
-    click = (height // 2, width // 2)  # (row, col)
+    clicks = json.loads(args.clicks) if args.clicks else [(height // 2, width // 2)]  # (row, col)
+    keep, kept = set(sampled_frames(n)), {}
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -169,9 +158,12 @@ def one_run(args) -> dict:
         if args.engine.startswith("ours"):
             graphs = args.engine != "ours-no-cuda-graphs"
             session = PropagationSession(model, frame_source_for(data), cuda_graphs=graphs)
-            session.add_prompts({0: {1: dict(points=[click])}})
-            for _frame, _ids, found in session.propagate("forward"):
+            session._per_object = args.engine == "ours-per-object"
+            session.add_prompts({0: {k: dict(points=[c]) for k, c in enumerate(clicks, 1)}})
+            for frame, _ids, found in session.propagate("forward"):
                 masks = found
+                if frame in keep:
+                    kept[frame] = masks
                 done += 1
                 if first is None:
                     first = time.perf_counter() - start
@@ -181,9 +173,12 @@ def one_run(args) -> dict:
         else:
             with inference_context(device):
                 state = model.init_state(str(folder))
-                model.add_new_points_or_box(state, 0, 1, points=[[click[1], click[0]]], labels=[1])
-                for _frame, _ids, logits in model.propagate_in_video(state):
+                for k, (row, col) in enumerate(clicks, 1):
+                    model.add_new_points_or_box(state, 0, k, points=[[col, row]], labels=[1])
+                for frame, _ids, logits in model.propagate_in_video(state):
                     masks = (logits[:, 0] > 0).cpu().numpy()
+                    if frame in keep:
+                        kept[frame] = masks
                     done += 1
                     if first is None:
                         first = time.perf_counter() - start
@@ -193,12 +188,15 @@ def one_run(args) -> dict:
             torch.cuda.synchronize()
         total = time.perf_counter() - start
     tracking = total - first if done > 1 else total
+    if args.masks:
+        np.save(args.masks, np.packbits(np.stack([kept[f] for f in sorted(kept)]), axis=-1))
     return {
         "engine": args.engine,
         "model": args.model,
         "device": args.device,
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
         "frames": n,
+        "objects": len(clicks),
         "warm": not args.cold,
         "warm_up_s": round(warm_up_s, 3),
         "compiled": compiled,
@@ -221,6 +219,58 @@ def one_run(args) -> dict:
     }
 
 
+def emit(row: dict, out: Path | None) -> None:
+    line = json.dumps(row)
+    print(line, flush=True)
+    if out:
+        with out.open("a") as handle:
+            handle.write(line + "\n")
+
+
+def configurations(args, workdir: Path) -> list[tuple[int, Path, list | None]]:
+    """(frames, folder, clicks) of each clip to run: the JPEG source's, or with ``--objects``
+    the crowded synthetic field's, once per object count."""
+    if not args.objects:
+        return [(n, frame_folder(args.source, n, workdir), None) for n in args.frames]
+    out = []
+    for n in args.frames:
+        folder, clicks = crowded_folder(n, args.size, max(args.objects), workdir)
+        out += [(n, folder, clicks[:k]) for k in args.objects]
+    return out
+
+
+def one_subprocess(args, engine: str, n: int, folder: Path, clicks, masks: Path | None) -> dict:
+    command = [sys.executable, __file__, "--one", "--engine", engine, "--folder", str(folder)]
+    command += ["--model", args.model, "--device", args.device, "--precision", args.precision]
+    if args.checkpoint:
+        command += ["--checkpoint", args.checkpoint]
+    if args.cold:
+        command.append("--cold")
+    if clicks:
+        command += ["--clicks", json.dumps(clicks)]
+    if masks:
+        command += ["--masks", str(masks)]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        return {"engine": engine, "frames": n, "error": proc.stderr.strip().splitlines()[-3:]}
+    return json.loads(lines[-1])
+
+
+def agreement(masks: dict[str, Path], shape: tuple[int, int]) -> dict[str, float]:
+    """Mean IoU of each engine of ours with the official predictor, from their saved masks."""
+    if "official" not in masks or not masks["official"].exists():
+        return {}
+    width = shape[1]
+    official = np.unpackbits(np.load(masks["official"]), axis=-1, count=width).astype(bool)
+    out = {}
+    for engine, path in masks.items():
+        if engine != "official" and path.exists():
+            ours = np.unpackbits(np.load(path), axis=-1, count=width).astype(bool)
+            out[engine] = round(mean_iou(ours, official), 4)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="sam2.1_hiera_tiny")
@@ -231,10 +281,20 @@ def main() -> None:
         "--engines",
         nargs="+",
         default=["ours", "official"],
-        choices=("ours", "ours-no-cuda-graphs", "ours-compiled", "official"),
+        choices=("ours", "ours-no-cuda-graphs", "ours-compiled", "ours-per-object", "official"),
         help="ours-no-cuda-graphs: the engine with cuda_graphs=False; ours-compiled: with its "
-        "image encoder torch.compile'd (compiles in the warm-up)",
+        "image encoder torch.compile'd (compiles in the warm-up); ours-per-object: objects "
+        "tracked one by one, as sam2 does",
     )
+    parser.add_argument(
+        "--objects",
+        type=int,
+        nargs="+",
+        default=None,
+        help="track this many cells of a synthetic crowded clip instead of one object of "
+        "--source (each count in turn)",
+    )
+    parser.add_argument("--size", type=int, default=512, help="--objects: frame size")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument(
@@ -255,75 +315,57 @@ def main() -> None:
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--clicks", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--masks", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_run(args)), flush=True)
         return
 
-    results = []
+    results, agreements = [], {}
     with tempfile.TemporaryDirectory(prefix="sam2-bench-") as tmp:
-        for n in args.frames:
-            folder = frame_folder(args.source, n, Path(tmp))
+        for n, folder, clicks in configurations(args, Path(tmp)):
+            objects = len(clicks) if clicks else 1
+            masks = {e: Path(tmp) / f"masks-{e}-{n}-{objects}.npy" for e in args.engines}
             # Rounds interleave the engines, so a slow spell of the machine hits both.
             for run in range(args.runs):
                 for engine in args.engines:
                     if engine == "official" and n > args.official_max_frames:
                         continue
-                    command = [
-                        sys.executable,
-                        __file__,
-                        "--one",
-                        "--engine",
-                        engine,
-                        "--folder",
-                        str(folder),
-                        "--model",
-                        args.model,
-                        "--device",
-                        args.device,
-                    ]
-                    if args.checkpoint:
-                        command += ["--checkpoint", args.checkpoint]
-                    if args.cold:
-                        command.append("--cold")
-                    command += ["--precision", args.precision]
-                    proc = subprocess.run(command, capture_output=True, text=True)
-                    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-                    if proc.returncode or not lines:
-                        row = {
-                            "engine": engine,
-                            "frames": n,
-                            "run": run,
-                            "error": proc.stderr.strip().splitlines()[-3:],
-                        }
-                    else:
-                        row = json.loads(lines[-1]) | {"run": run}
-                    results.append(row)
-                    line = json.dumps(row)
-                    print(line, flush=True)
-                    if args.out:
-                        with args.out.open("a") as handle:
-                            handle.write(line + "\n")
+                    kept = masks[engine] if run == 0 and clicks else None
+                    row = one_subprocess(args, engine, n, folder, clicks, kept)
+                    results.append(row | {"run": run})
+                    emit(results[-1], args.out)
+            if clicks:
+                shape = JpegFolder(folder).shape[1:3]
+                agreements[(n, objects)] = agreement(masks, shape)
+                # Now, not only in the summary: a run cut short by a time limit keeps it.
+                emit(
+                    {"agreement": True, "frames": n, "objects": objects}
+                    | {"mean_iou_vs_official": agreements[(n, objects)]},
+                    args.out,
+                )
     summary = {}
     for row in results:
         if "fps" in row and row["fps"]:
-            summary.setdefault((row["engine"], row["frames"]), []).append(row)
-    for (engine, n), rows in summary.items():
+            key = (row["engine"], row["frames"], row.get("objects", 1))
+            summary.setdefault(key, []).append(row)
+    for (engine, n, objects), rows in summary.items():
         median = {
             key: statistics.median(r[key] for r in rows if r.get(key) is not None)
             for key in ("fps", "time_to_first_mask_s", "rss_peak_gib", "gpu_peak_gib")
             if any(r.get(key) is not None for r in rows)
         }
-        line = json.dumps(
-            {"summary": True, "engine": engine, "frames": n, "runs": len(rows)}
+        iou = agreements.get((n, objects), {}).get(engine)
+        emit(
+            {"summary": True, "engine": engine, "frames": n, "objects": objects}
+            | {"runs": len(rows)}
             | {"precision": args.precision if args.device.startswith("cuda") else "float32"}
             | {"warm": not args.cold}
             | {f"median_{k}": v for k, v in median.items()}
+            | ({"mean_iou_vs_official": iou} if iou is not None else {}),
+            args.out,
         )
-        print(line, flush=True)
-        if args.out:
-            with args.out.open("a") as handle:
-                handle.write(line + "\n")
 
 
 if __name__ == "__main__":

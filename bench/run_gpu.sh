@@ -13,6 +13,10 @@
 # Parts: interactive, propagation (100 frames: bfloat16 with and without CUDA graphs, float32),
 # propagation-1000, long (10,000 frames, this engine only), compiled (100 frames, the engine
 # with its image encoder torch.compile'd beside the plain one and the official predictor),
+# objects (frames/s against object count: N cells clicked on a synthetic crowded 512² clip, 60
+# frames, packaged micro, 1, 8 and 32 objects, 2 runs, also with objects tracked one by one),
+# objects-more (micro with 64 and 128 objects, tiny with random weights with 1, 8 and 32, 1
+# run; run these two parts in calls of their own: together they take over 10 minutes),
 # napari (click → Labels layer in napari's ViewerModel; needs napari's wheels), automatic,
 # batch.
 # BENCH_DATA holds bedroom/ (JPEG frames)
@@ -23,7 +27,8 @@ ROOT=$(realpath "$(dirname "$0")/..")
 DATA=$(realpath "${BENCH_DATA:-$ROOT/../shared/data}")
 OUT=${OUT:-$PWD/bench-out}
 WHEELS=${WHEELS:-.whl}  # one or more folders of wheels, space-separated
-PARTS=${*:-interactive propagation propagation-1000 long compiled napari automatic batch}
+PARTS=${*:-interactive propagation propagation-1000 long compiled objects objects-more napari
+    automatic batch}
 mkdir -p "$OUT"
 
 wheels=()
@@ -53,6 +58,14 @@ propagation() {  # propagation NAME SECONDS ARGS...
         --model sam2.1_hiera_tiny --source "$DATA/bedroom" "$@"
 }
 
+objects() {  # objects NAME SECONDS ARGS...: ours against the official predictor, by object count
+    local name=$1 limit=$2
+    shift 2
+    step "$name" "$limit" python3 "$ROOT/bench/propagation.py" --device cuda --frames 60 \
+        --size 512 "$@"
+}
+
+MICRO=$ROOT/src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt
 for part in $PARTS; do
     case $part in
     interactive)
@@ -69,6 +82,14 @@ for part in $PARTS; do
     compiled)  # each run compiles in its warm-up (inductor's cache shortens the later ones)
         propagation propagation-100-compiled 400 --frames 100 --runs 2 \
             --engines ours ours-compiled official ;;
+    objects)  # about 5 minutes
+        objects propagation-objects-micro 400 --model sam2.1_hiera_micro --checkpoint "$MICRO" \
+            --objects 1 8 32 --runs 2 --engines ours ours-per-object official ;;
+    objects-more)  # about 7 minutes
+        objects propagation-objects-micro-many 330 --model sam2.1_hiera_micro \
+            --checkpoint "$MICRO" --objects 64 128 --runs 1 --engines ours ours-per-object official
+        objects propagation-objects-tiny 200 --model sam2.1_hiera_tiny --objects 1 8 32 --runs 1 \
+            --engines ours official ;;
     napari)  # napari's ViewerModel (no display there): click → Labels layer updated
         PYTHONPATH=$ROOT/bench/headless_site:$PYTHONPATH step interactive-viewer-model 300 \
             python3 "$ROOT/bench/interactive.py" --device cuda --napari model \

@@ -56,16 +56,23 @@ def take_scores() -> tuple[torch.Tensor, torch.Tensor] | None:
     return scores
 
 
+def per_object(scores: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted IoU of the kept mask, presence logit), one of each per object, from a tracking
+    step's ``take_scores()`` (sam2 keeps the mask of highest predicted IoU, or the only one)."""
+    ious, logits = scores
+    return ious.float().amax(-1), logits.float().reshape(-1)
+
+
 def summary(mask: torch.Tensor) -> torch.Tensor:
-    """(area, centroid row, centroid col) of a boolean (H, W) mask, without leaving the device."""
+    """(area, centroid row, centroid col) of boolean (..., H, W) masks, on their device."""
     weights = mask.float()
-    area = weights.sum()
-    rows = torch.arange(mask.shape[0], device=mask.device, dtype=torch.float32)
-    cols = torch.arange(mask.shape[1], device=mask.device, dtype=torch.float32)
+    area = weights.sum((-2, -1))
+    rows = torch.arange(mask.shape[-2], device=mask.device, dtype=torch.float32)
+    cols = torch.arange(mask.shape[-1], device=mask.device, dtype=torch.float32)
     scale = area.clamp(min=1)
-    return torch.stack(
-        [area, (weights.sum(1) * rows).sum() / scale, (weights.sum(0) * cols).sum() / scale]
-    )
+    row = (weights.sum(-1) * rows).sum(-1) / scale
+    col = (weights.sum(-2) * cols).sum(-1) / scale
+    return torch.stack([area, row, col], -1)
 
 
 def jump(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
@@ -73,20 +80,17 @@ def jump(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
 
     ``2 * min(area) / max(area)`` (capped at 1) times ``2 - shift / radius`` (clipped to
     [0, 1]), with the centroid's shift measured in the previous mask's equivalent radius. 1
-    when either mask is empty: the presence probability speaks for that.
+    when either mask is empty: the presence probability speaks for that. Summaries are
+    (..., 3), as ``summary`` gives them.
     """
-    a0, a1 = previous[0], current[0]
+    a0, a1 = previous[..., 0], current[..., 0]
     ratio = torch.minimum(a0, a1) / torch.maximum(a0, a1).clamp(min=1)
     radius = torch.sqrt(a0 / math.pi).clamp(min=1)
-    shift = torch.linalg.vector_norm(current[1:] - previous[1:]) / radius
+    shift = torch.linalg.vector_norm(current[..., 1:] - previous[..., 1:], dim=-1) / radius
     factor = (2 * ratio).clamp(max=1) * (2 - shift).clamp(0, 1)
     return torch.where((a0 > 0) & (a1 > 0), factor, torch.ones_like(factor))
 
 
-def confidence(scores: tuple[torch.Tensor, torch.Tensor], factor: torch.Tensor) -> torch.Tensor:
-    """Presence probability × predicted IoU of the kept mask × jump factor (a 0-d tensor)."""
-    ious, logit = scores
-    presence = torch.sigmoid(logit.float().reshape(()))
-    # sam2 keeps the mask of highest predicted IoU (or the only one).
-    iou = ious.float().max().clamp(0, 1)
-    return presence * iou * factor
+def confidence(iou: torch.Tensor, logit: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Presence probability × predicted IoU of the kept mask × jump factor, per object."""
+    return torch.sigmoid(logit) * iou.clamp(0, 1) * factor

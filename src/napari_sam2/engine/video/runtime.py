@@ -63,10 +63,6 @@ def video_predictor():
     return sam2.sam2_video_predictor
 
 
-def no_progress_bar(iterable, *args, **kwargs):
-    return iterable
-
-
 class OutOfMemoryAdvice:
     """Turns an out-of-memory error of the accelerator into a SAM2Error that says what to do."""
 

@@ -7,12 +7,13 @@ of frames grows.
 
 Each object gets its own inference state (all states share the frames and the image features).
 That is what lets a correction re-run one object from the corrected frame to its next prompted
-frame, and a new object join without re-running the others.
+frame, and a new object join without re-running the others. On each frame, the objects whose
+memories lie on the same frames are tracked in one batched step (``tracking``, ``batching``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -22,22 +23,16 @@ from ..errors import SAM2Error
 from ..frames import FrameSource
 from ..models import inference_context
 from ..prompts import PromptSet
-from .confidence import (
-    MEMORY_MIN_CONFIDENCE,
-    confidence,
-    install_score_capture,
-    jump,
-    summary,
-    take_scores,
-)
+from .confidence import install_score_capture, take_scores
 from .features import SharedFeatures
 from .lineage import Division
-from .planning import Step, check_frame, plan_steps, run_end
+from .planning import Step, check_frame, plan_steps
 from .reading import ModelFrames
 from .record import AnnotationRecord
 from .runtime import OutOfMemoryAdvice, attention_kernels, install_memory_dtype_fix
-from .states import add_prompt, drop_memory, forget, new_state, stored_frames, track
+from .states import add_prompt, new_state, stored_frames
 from .stream import FrameResult, Frames, FrameStream, MasksToHost
+from .tracking import RunTracker
 
 
 class PropagationSession:
@@ -70,9 +65,11 @@ class PropagationSession:
     was lost in (measured in docs/propagation.md). It costs a device-to-host read per object
     and frame, so it is off by default.
 
-    Speed on CUDA: ``batch_size`` frames are encoded at once (default 8), and with
-    ``cuda_graphs`` (default) the tracking step's memory attention, mask heads and memory
-    encoder are replayed as CUDA graphs once their input shapes repeat (see ``cuda_graphs``).
+    Speed: all objects tracked on a frame whose memories lie on the same frames go through one
+    tracking step batched over them. On CUDA, ``batch_size`` frames are encoded at once (default
+    8), and with ``cuda_graphs`` (default) the tracking step's memory attention, mask heads and
+    memory encoder are replayed as CUDA graphs once their input shapes repeat, one graph per
+    batch-size class (see ``cuda_graphs``, ``batching.size_class``).
     """
 
     def __init__(
@@ -127,6 +124,9 @@ class PropagationSession:
         self._pending: list[tuple[int, int, PromptSet]] = []  # checked, not yet in the model
         self._scores: dict[int, dict[int, tuple]] = {}  # prompted frames' (see confidence)
         self._running = False
+        # Per-object tracking, one sam2 step per object and frame as sam2 itself runs: only for
+        # the agreement test and the benchmark (see ``RunTracker``).
+        self._per_object = False
         install_memory_dtype_fix(model)
         install_score_capture(model)
 
@@ -208,6 +208,9 @@ class PropagationSession:
             if state is None:
                 template = next(iter(self._states.values()), None)
                 state = self._states[object_id] = new_state(self.model, self.frames, template)
+            # Objects prompted on the same frame share its image features (sam2 would encode
+            # the frame again for each object's state).
+            state["cached_features"] = {frame: self._features.get(frame, 1, frame)}
             take_scores()
             add_prompt(self.model, state, frame, object_id, prompt)
             self._scores.setdefault(object_id, {})[frame] = take_scores()
@@ -323,9 +326,11 @@ class PropagationSession:
         """The frames of ``steps``, with the ``ended`` objects handed out empty on each."""
         self._check_idle()
         self._running = True
-        running: dict[tuple[int, bool], tuple[Iterator, int]] = {}
         try:
-            with tracking_graphs(self.model, self.cuda_graphs), attention_kernels(self.device):
+            with (
+                tracking_graphs(self.model, self.cuda_graphs) as graphs,
+                attention_kernels(self.device),
+            ):
                 # The model gets the prompts of the objects this run tracks (each kept until it
                 # has them: a failure retries); other objects' wait for their own run.
                 tracked = {oid for step in steps for oid in step.object_ids}
@@ -336,6 +341,18 @@ class PropagationSession:
                         self._pending.pop(waiting)
                     else:
                         waiting += 1
+                tracker = RunTracker(
+                    self.model,
+                    steps,
+                    self._states,
+                    self._features,
+                    self._scores,
+                    self.record.prompts,
+                    self.memory_window,
+                    pad=bool(graphs),
+                    per_object=self._per_object,
+                    reliable_memory=self.reliable_memory,
+                )
                 # On a GPU a frame is handed out once the next one is queued: its masks reach
                 # the host while the GPU works on, instead of the GPU idling while Python
                 # prepares each frame.
@@ -344,22 +361,14 @@ class PropagationSession:
                 for i, step in enumerate(steps):
                     direction = -1 if step.reverse else 1
                     self.frames.step = direction
-                    masks, confidence, area = [], [], []
-                    for oid in step.object_ids:
-                        key = (oid, step.reverse)
-                        if key not in running or running[key][1] != step.frame:
-                            running[key] = (self._track(oid, steps, i), step.frame)
-                        with OutOfMemoryAdvice(self.device), inference_context(self.device):
-                            mask, score, pixels = next(running[key][0])
-                        masks.append(mask)
-                        confidence.append(score)
-                        area.append(pixels)
-                        running[key] = (running[key][0], step.frame + direction)
+                    with OutOfMemoryAdvice(self.device), inference_context(self.device):
+                        masks, confidence, area = tracker.track(i)
                     self._features.forget_before(step.frame + direction, direction)
-                    for _ in ended:
-                        masks.append(torch.zeros_like(masks[0]))
-                        confidence.append(torch.full_like(confidence[0], torch.nan))
-                        area.append(torch.zeros_like(area[0]))
+                    if ended:
+                        n = len(ended)
+                        masks = torch.cat([masks, masks.new_zeros((n, *masks.shape[1:]))])
+                        confidence = torch.cat([confidence, confidence.new_full((n,), torch.nan)])
+                        area = torch.cat([area, area.new_zeros(n)])
                     ids = [*step.object_ids, *ended]
                     copying.append(MasksToHost(step.frame, ids, masks, confidence, area))
                     while len(copying) > lag:
@@ -367,7 +376,6 @@ class PropagationSession:
                 while copying:
                     yield self._finished(copying.pop(0).result())
         finally:
-            running.clear()
             self._features.clear()
             self._running = False
 
@@ -375,31 +383,6 @@ class PropagationSession:
         """Record what a finished frame says about its objects (see ``AnnotationRecord``)."""
         self.record.handed_out(result)
         return result
-
-    def _track(
-        self, oid: int, steps: list[Step], i: int
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Mask (boolean), confidence and area of one object over its run of consecutive frames
-        starting at ``steps[i]``, on the device."""
-        first, last = steps[i], run_end(steps, i, oid)
-        state = self._states[oid]
-        run = track(self.model, state, self._features, first.frame, last, first.reverse)
-        previous = None
-        for frame, logits, scores in run:
-            forget(state, self.record.prompts[oid], frame, self.memory_window)
-            mask = logits > 0
-            current = summary(mask)
-            factor = torch.ones((), device=mask.device)
-            if previous is not None:
-                factor = jump(previous, current)
-            previous = current
-            tracked = scores is not None
-            if not tracked:  # a prompted frame: the scores of its prompts' mask
-                scores = self._scores[oid][frame]
-            trust = confidence(scores, factor)
-            if self.reliable_memory and tracked and float(trust) < MEMORY_MIN_CONFIDENCE:
-                drop_memory(state, frame)
-            yield mask, trust, current[0]
 
     def stored_frames(self, object_id: int) -> int:
         """How many frames' outputs the session holds for an object (tests memory bounds)."""

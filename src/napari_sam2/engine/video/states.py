@@ -1,4 +1,5 @@
-"""sam2 inference states of single objects: made over lazy frames, prompted, tracked, pruned.
+"""sam2 inference states of single objects: made over lazy frames, prompted, pruned
+(``batching`` tracks them).
 
 ``SAM2VideoPredictor`` keeps its frames in ``inference_state["images"]`` and only ever indexes
 it, one frame at a time, so a state is given a ``ModelFrames`` instead of a decoded video.
@@ -8,16 +9,11 @@ The callers hold the inference and out-of-memory contexts.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from unittest import mock
 
-import torch
-
 from ..prompts import PromptSet
-from .confidence import take_scores
-from .features import SharedFeatures
 from .reading import ModelFrames
-from .runtime import no_progress_bar, video_predictor
+from .runtime import video_predictor
 
 # init_state is patched while it runs (see ``new_state``); one at a time.
 _INIT_LOCK = threading.Lock()
@@ -67,49 +63,13 @@ def add_prompt(model, state: dict, frame: int, object_id: int, prompt: PromptSet
         )
 
 
-def track(
-    model, state: dict, features: SharedFeatures, first: int, last: int, reverse: bool
-) -> Iterator[tuple[int, torch.Tensor, tuple | None]]:
-    """``(frame, mask logits, scores)`` of one object from ``first`` to ``last``, on the device.
-
-    ``scores`` are ``take_scores()`` of the step, None on a prompted frame (sam2 hands out its
-    stored output).
-    """
-    direction = -1 if reverse else 1
-    # sam2 skips a reverse run that starts on frame 0; that single frame runs forward.
-    inner = model.propagate_in_video(
-        state,
-        start_frame_idx=first,
-        max_frame_num_to_track=abs(last - first),
-        reverse=reverse and first > 0,
-    )
-    for frame in range(first, last + direction, direction):
-        # Give sam2 the shared features of the frame it is about to track (or share the
-        # ones it computed itself for this frame, when a prompt was just added there).
-        own = state["cached_features"].get(frame)
-        if own is not None:
-            features.put(frame, own)
-        state["cached_features"] = {frame: features.get(frame, direction, last)}
-        take_scores()  # forget any other caller's
-        if frame == first:
-            # The first step starts sam2's loop, which wraps the frames in a tqdm bar: keep
-            # the terminal quiet (progress is what the session yields).
-            with mock.patch.object(video_predictor(), "tqdm", no_progress_bar):
-                index, _, masks = next(inner)
-        else:
-            index, _, masks = next(inner)
-        if index != frame:
-            raise RuntimeError(f"sam2 tracked frame {index} where {frame} was expected.")
-        yield frame, masks[0, 0], take_scores()
-
-
 def forget(state: dict, anchors, head: int, window: int) -> None:
     """Drop outputs of frames farther than ``window`` from every anchor and from ``head``:
     the model will not attend to them again (see ``PropagationSession``)."""
-    near = sorted(anchors) + [head]
+    anchors = list(anchors)
 
-    def needed(f: int) -> bool:
-        return any(abs(f - a) <= window for a in near)
+    def needed(f: int) -> bool:  # it runs for every object on every frame: head first
+        return abs(f - head) <= window or any(abs(f - a) <= window for a in anchors)
 
     for outputs in state["output_dict_per_obj"].values():
         stored = outputs["non_cond_frame_outputs"]

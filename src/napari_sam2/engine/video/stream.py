@@ -67,17 +67,16 @@ class MasksToHost:
         self,
         frame: int,
         object_ids: list[int],
-        masks: list[torch.Tensor],
-        confidence: list[torch.Tensor],
-        area: list[torch.Tensor],
+        masks: torch.Tensor,
+        confidence: torch.Tensor,
+        area: torch.Tensor,
     ):
         self.frame, self.object_ids = frame, object_ids
-        stacked = torch.stack(masks)
-        self.masks = stacked.to("cpu", non_blocking=True)  # pinned memory when from CUDA
-        self.confidence = torch.stack(confidence).to("cpu", non_blocking=True)
-        self.area = torch.stack(area).to("cpu", non_blocking=True)
+        self.masks = masks.to("cpu", non_blocking=True)  # pinned memory when from CUDA
+        self.confidence = confidence.to("cpu", non_blocking=True)
+        self.area = area.to("cpu", non_blocking=True)
         self.copied = None
-        if stacked.is_cuda:
+        if masks.is_cuda:
             self.copied = torch.cuda.Event()
             self.copied.record()
 
@@ -93,17 +92,43 @@ class MasksToHost:
         )
 
 
+def _extents(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows (n, H) and columns (n, W) each of boolean (n, H, W) masks touches, reading
+    eight pixels at a time where the rows allow it."""
+    if masks.shape[-1] % 8 or not masks.flags.c_contiguous:
+        return masks.any(axis=2), masks.any(axis=1)
+    packed = masks.view(np.uint64)
+    rows = np.bitwise_or.reduce(packed, axis=2) != 0
+    return rows, np.bitwise_or.reduce(packed, axis=1).view(bool)
+
+
 def paint_objects(
     plane: np.ndarray, object_ids, masks: np.ndarray, overwrite: bool = True
 ) -> np.ndarray:
-    """``plane`` with each object's old pixels cleared and its new mask painted with its id.
+    """``plane``, in place, with the listed objects' old pixels cleared and each new mask
+    painted with its object's id.
 
     Where objects overlap, the one listed later wins. With ``overwrite=False`` a mask takes
-    only background pixels (and its own), so ids of objects not listed are never painted over.
+    only pixels that are background or were the listed objects' (the one listed first wins
+    there), so ids of objects not listed are never painted over. The old pixels are cleared in
+    one pass and each mask is painted within its bounding box: a frame of hundreds of cells
+    costs a few passes over the plane, not a few per object.
     """
-    for object_id, mask in zip(object_ids, masks, strict=True):
-        plane[plane == object_id] = 0
-        plane[mask & (overwrite | (plane == 0))] = object_id
+    if len(object_ids) == 0:
+        return plane
+    ids = np.asarray(object_ids)
+    # A lookup table over the ids' range, unless that range is huge (uint32 ids far apart).
+    kind = "table" if plane.dtype.kind in "iu" and np.ptp(ids) < 2**24 else None
+    plane[np.isin(plane, ids, kind=kind)] = 0
+    masks = np.asarray(masks, bool)
+    rows, cols = _extents(masks)
+    for object_id, mask, in_rows, in_cols in zip(ids, masks, rows, cols, strict=True):
+        (r,), (c,) = np.nonzero(in_rows), np.nonzero(in_cols)
+        if r.size == 0:
+            continue
+        box = np.s_[r[0] : r[-1] + 1, c[0] : c[-1] + 1]
+        window, inside = plane[box], mask[box]
+        window[inside if overwrite else inside & (window == 0)] = object_id
     return plane
 
 
