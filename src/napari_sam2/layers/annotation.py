@@ -349,9 +349,9 @@ class AnnotationSession:
         self._applied[(plane.key, object_id)] = prompt_fingerprint(prompts)
         self._written[(plane.key, object_id)] = mask
 
-    def record_written(self, plane: Plane, object_id: int, mask: np.ndarray) -> None:
-        """Note what another writer (propagation) put on a plane for an object, so a later
-        click on that plane replaces it rather than adding to it."""
+    def record_written(self, plane: Plane, object_id: int, mask) -> None:
+        """Note what another writer (propagation) put on a plane for an object (a whole-plane
+        mask, a ``MaskCrop``, or None), so a later click there replaces it, not adds to it."""
         self._written[(plane.key, object_id)] = mask
 
     def apply(self, request: SegmentationRequest, results: dict) -> list[str]:

@@ -276,11 +276,8 @@ class LayerPropagation:
         paint_objects(part, object_ids, masks, annotation.overwrite)
         if not in_place:
             data[index] = whole
-        for object_id in object_ids:
-            mine = part == object_id
-            annotation.record_written(
-                plane, object_id, mine if self.region is None else MaskCrop(rows, cols, mine)
-            )
+        for object_id, crop in written_crops(part, object_ids, rows, cols).items():
+            annotation.record_written(plane, object_id, crop)
         if shown and not np.array_equal(before, part):  # the prompted frame often is not
             labels.refresh()
 
@@ -307,3 +304,26 @@ class LayerPropagation:
 def _fingerprint(prompt: PromptSet) -> tuple:
     mask = None if prompt.mask is None else hash(prompt.mask.tobytes())
     return (*prompt_fingerprint(prompt), mask)
+
+
+def written_crops(part: np.ndarray, object_ids, rows: slice, cols: slice) -> dict:
+    """{object id: ``MaskCrop`` of its pixels in ``part``} (``part`` lies at ``rows``, ``cols``
+    of the plane), from one pass over the frame: hundreds of objects of a "segment everything"
+    then cost a few small crops a frame, not a full-frame mask each."""
+    from scipy.ndimage import find_objects
+
+    r0, c0 = rows.start or 0, cols.start or 0
+    boxes = find_objects(part, max_label=max(object_ids, default=0))
+    out = {}
+    for object_id in object_ids:
+        box = boxes[object_id - 1] if object_id >= 1 else None
+        if box is None:
+            out[object_id] = None
+            continue
+        r, c = box
+        out[object_id] = MaskCrop(
+            slice(r0 + r.start, r0 + r.stop),
+            slice(c0 + c.start, c0 + c.stop),
+            part[box] == object_id,
+        )
+    return out
