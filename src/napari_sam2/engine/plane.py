@@ -35,6 +35,20 @@ def check_pixel_dtype(dtype) -> None:
         )
 
 
+def is_dask(data) -> bool:
+    return type(data).__module__.startswith("dask.")
+
+
+def unread(data):
+    """``data`` where indexing it reads nothing (numpy views, dask), else wrapped in dask (zarr
+    and other stores read on indexing), so that slicing it stays lazy."""
+    if isinstance(data, np.ndarray) or is_dask(data):
+        return data
+    import dask.array as da
+
+    return da.from_array(data, chunks=getattr(data, "chunks", "auto"))
+
+
 def describe(data) -> str:
     """A name for an array in messages: a dask array's name, a zarr array's path."""
     name = getattr(data, "name", None) or getattr(data, "path", None)

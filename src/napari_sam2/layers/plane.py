@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.errors import SAM2Error
+from ..engine.plane import unread
 
 MAX_NDIM = 4  # (t, z, y, x) plus an optional channel axis
 
@@ -34,30 +35,24 @@ class Plane:
 
     def read(self, data) -> np.ndarray:
         """The (H, W) or (H, W, C) raw pixels of this plane (RGB last axis kept last)."""
-        selection = tuple(slice(None) if i is None else i for i in self.index)
-        plane = np.asarray(data[selection])
-        if self.channel_axis is not None:
-            kept = [ax for ax, i in enumerate(self.index) if i is None]
-            plane = np.moveaxis(plane, kept.index(self.channel_axis), -1)
-        return plane
+        return self._channels_last(np.asarray(data[self._selection()]))
 
     def shape(self, data) -> tuple[int, int]:
         """(rows, cols) of this plane of ``data``."""
         return data.shape[self.rows_axis], data.shape[self.cols_axis]
 
     def view(self, data):
-        """The plane like ``read`` but unread where ``data`` is lazy: a numpy view, or a dask
-        array (zarr is wrapped in dask, since indexing zarr reads it)."""
-        if not isinstance(data, np.ndarray) and not type(data).__module__.startswith("dask."):
-            import dask.array as da
+        """The plane like ``read`` but unread: a numpy view, or a dask array (``unread``)."""
+        return self._channels_last(unread(data)[self._selection()])
 
-            data = da.from_array(data, chunks=getattr(data, "chunks", "auto"))
-        selection = tuple(slice(None) if i is None else i for i in self.index)
-        plane = data[selection]
-        if self.channel_axis is not None:
-            kept = [ax for ax, i in enumerate(self.index) if i is None]
-            plane = np.moveaxis(plane, kept.index(self.channel_axis), -1)
-        return plane
+    def _selection(self) -> tuple:
+        return tuple(slice(None) if i is None else i for i in self.index)
+
+    def _channels_last(self, plane):
+        if self.channel_axis is None:
+            return plane
+        kept = [ax for ax, i in enumerate(self.index) if i is None]
+        return np.moveaxis(plane, kept.index(self.channel_axis), -1)
 
     def labels_index(self) -> tuple:
         """Index of this plane in a labels array shaped like the image minus its channel axis."""

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..engine.errors import SAM2Error
 from ..engine.frames import Normalization, select_channels
+from ..engine.plane import is_dask
 from ..engine.prompts import PromptSet
 from ..engine.segmenter import Segmenter
 from .plane import Plane
@@ -28,7 +29,7 @@ class PlaneReader:
         self._kept: OrderedDict[tuple, tuple[object, np.ndarray]] = OrderedDict()
 
     def read(self, data, plane: Plane) -> np.ndarray:
-        if not _is_dask(data):
+        if not is_dask(data):
             return plane.read(data)
         key = (id(data), plane.key)
         if key in self._kept and self._kept[key][0] is data:
@@ -71,10 +72,6 @@ def choose_scale(
         side = max(view[2] - view[0], view[3] - view[1])
         return view, f"segmented on the field of view at 1:{side / image_size:.1f}"
     return None, "segmented at native resolution (zoom out to segment what you see)"
-
-
-def _is_dask(data) -> bool:
-    return type(data).__module__.startswith("dask.")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SAM2Error
+from ..plane import unread
 from ..prompts import PromptSet
 
 
@@ -46,10 +47,7 @@ class Region:
     def crop(self, stack, frame_axis: int, channel_axis: int | None):
         """``stack`` cut to the region along its two spatial axes, unread (a numpy view, or a
         dask array: indexing zarr would read it)."""
-        if not isinstance(stack, np.ndarray) and not type(stack).__module__.startswith("dask."):
-            import dask.array as da
-
-            stack = da.from_array(stack, chunks=getattr(stack, "chunks", "auto"))
+        stack = unread(stack)
         spatial = [
             ax for ax in range(stack.ndim) if ax not in (frame_axis % stack.ndim, channel_axis)
         ]
