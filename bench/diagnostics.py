@@ -14,6 +14,9 @@
 * ``pipeline``: the engine's frames/s with one frame reader instead of four, or a shorter
   thread switch interval, against the official loop, in one process. (At commit 8a0d26b it
   also measured encoding the next batch in a background thread: no gain, since removed.)
+* ``objects``: where the time of a frame with many objects goes (packaged micro, a crowded
+  synthetic clip, N cells clicked): the time to give the prompts and to the first mask, then
+  torch's profiler over a stretch of frames, by operator on the host and on the GPU;
 * ``encoder``: the image encoder alone (random weights, bfloat16 autocast as the engine runs
   it) per frame, eager and ``torch.compile``'d (inductor's default mode, static shapes), for
   one image and for a batch of 8, with the time each shape takes to compile.
@@ -22,6 +25,7 @@
     python bench/diagnostics.py threads
     python bench/diagnostics.py propagation --device cuda --frames 200
     python bench/diagnostics.py pipeline --device cuda --frames 300
+    python bench/diagnostics.py objects --device cuda --objects 64
     python bench/diagnostics.py encoder --model sam2.1_hiera_tiny
 """
 
@@ -205,6 +209,8 @@ def _profile(label: str, frames, count: int) -> None:
         flush=True,
     )
     print(events.table(sort_by="self_cpu_time_total", row_limit=25), flush=True)
+    if torch.cuda.is_available():
+        print(events.table(sort_by="self_device_time_total", row_limit=25), flush=True)
 
 
 def propagation() -> None:
@@ -335,6 +341,54 @@ def pipeline() -> None:
             print(f"round {round_}: official (frames preloaded): {fps:.1f} frames/s", flush=True)
 
 
+def objects() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("check")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--objects", type=int, default=64)
+    parser.add_argument("--profile-frames", type=int, default=15)
+    args = parser.parse_args()
+    from clips import crowded_folder
+    from propagation import JpegFolder, build
+
+    from napari_sam2.engine.models import MICRO_MODEL
+    from napari_sam2.engine.video.reading import frame_source_for
+    from napari_sam2.engine.video.session import PropagationSession
+    from napari_sam2.engine.video.warmup import warm_up
+
+    model = build(MICRO_MODEL, None, args.device)
+    warm_up(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, clicks = crowded_folder(args.frames, 512, args.objects, Path(tmp))
+        data = JpegFolder(folder)
+        prompts = {0: {k: dict(points=[c]) for k, c in enumerate(clicks, 1)}}
+        for graphs in (True, False):
+            session = PropagationSession(model, frame_source_for(data), cuda_graphs=graphs)
+            session.add_prompts(prompts)
+            timer = _Timer(session, "_give_prompts")
+            start = time.perf_counter()
+            frames = iter(session.propagate("forward"))
+            next(frames)
+            first = time.perf_counter() - start
+            timer.restore()
+            print(f"CUDA graphs {graphs}: first mask {first * 1000:.0f} ms; {timer}", flush=True)
+            start = time.perf_counter()
+            n = sum(1 for _ in frames)
+            _synchronize()
+            wall = time.perf_counter() - start
+            print(f"  then {n} frames in {wall:.2f} s ({n / wall:.1f} frames/s)", flush=True)
+            session.close()
+        session = PropagationSession(model, frame_source_for(data))
+        session.add_prompts(prompts)
+        frames = iter(session.propagate("forward"))
+        for _ in range(3):
+            next(frames)
+        _profile(f"ours, {args.objects} objects", frames, args.profile_frames)
+        frames.close()
+        session.close()
+
+
 def encoder() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("check")
@@ -382,6 +436,7 @@ def main() -> None:
         "propagation": propagation,
         "pipeline": pipeline,
         "encoder": encoder,
+        "objects": objects,
     }
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("check", choices=tuple(checks))

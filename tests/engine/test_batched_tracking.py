@@ -90,7 +90,7 @@ def test_batched_objects_get_the_masks_of_per_object_tracking(model, stack):
 def test_batches_padded_for_cuda_graphs_give_the_same_masks(model, stack):
     """While CUDA graphs replay the step, batches are padded to a size class (one graph per
     class): the padding changes no object's mask. (Run here without graphs, on the CPU.)"""
-    assert [size_class(n) for n in (1, 3, 5, 33, 64)] == [1, 4, 8, 64, 64]
+    assert [size_class(n) for n in (1, 3, 5, 9, 16, 17)] == [1, 4, 8, 16, 16, None]
     unpadded, _, _ = annotate(model, stack, per_object=False)
 
     class FakeGraphs:
@@ -148,3 +148,36 @@ def test_groups_larger_than_a_batch_are_split_without_changing_masks(model, stac
     assert max(sizes) == 2
     for (*where, ours), (*_, theirs) in zip(split, whole, strict=True):
         assert (ours == theirs).all(), where
+
+
+def test_clicks_of_many_objects_on_a_frame_are_decoded_in_one_pass(model, stack):
+    """Segment-everything-like prompting: six cells clicked once each on one frame (and a box)
+    reach the first mask after one decoder pass for the clicks and one for the box, not seven,
+    and every object's masks are those of prompting it alone."""
+    prompts = {k: dict(points=[(8 + 8 * k, 10 + 7 * k)]) for k in range(1, 7)}
+    prompts[7] = dict(box=(30, 30, 60, 60))
+
+    def run(per_object: bool):
+        session = PropagationSession(model, frame_source_for(stack))
+        session._per_object = per_object
+        session.add_prompts({2: prompts})
+        passes = []
+        decode = model._run_single_frame_inference
+
+        def counting(**kwargs):
+            passes.append(kwargs["batch_size"])
+            return decode(**kwargs)
+
+        with mock.patch.object(model, "_run_single_frame_inference", counting):
+            stream = iter(session.propagate("forward"))
+            first = next(stream)
+            before_first = list(passes)
+            rest = list(stream)
+        return before_first, per_object_masks([first, *rest])
+
+    passes, together = run(per_object=False)
+    alone_passes, alone = run(per_object=True)
+    assert passes == [6, 1] and alone_passes == [1] * 7
+    assert [x[:2] for x in together] == [x[:2] for x in alone]
+    for (frame, oid, ours), (*_, theirs) in zip(together, alone, strict=True):
+        assert (ours == theirs).all(), (frame, oid)

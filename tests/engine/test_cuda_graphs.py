@@ -49,10 +49,8 @@ def track(model, frames, prompts, cuda_graphs: bool) -> np.ndarray:
     return labels
 
 
-def test_tracking_with_cuda_graphs_gives_the_masks_of_plain_tracking(model, clip):
-    frames, truth = clip
-    prompts = {25: {k: dict(box=bbox(truth[25] == k)) for k in (1, 2, 3)}}
-    plain = track(model, frames, prompts, cuda_graphs=False)
+def track_with_graphs(model, frames, prompts) -> tuple[np.ndarray, list[GraphedCall]]:
+    """``track`` with CUDA graphs, and the graphed calls that were installed for it."""
     installed = []
 
     @contextlib.contextmanager
@@ -62,7 +60,14 @@ def test_tracking_with_cuda_graphs_gives_the_masks_of_plain_tracking(model, clip
             yield calls
 
     with mock.patch.object(video_session, "tracking_graphs", spy):
-        graphed = track(model, frames, prompts, cuda_graphs=True)
+        return track(model, frames, prompts, cuda_graphs=True), installed
+
+
+def test_tracking_with_cuda_graphs_gives_the_masks_of_plain_tracking(model, clip):
+    frames, truth = clip
+    prompts = {25: {k: dict(box=bbox(truth[25] == k)) for k in (1, 2, 3)}}
+    plain = track(model, frames, prompts, cuda_graphs=False)
+    graphed, installed = track_with_graphs(model, frames, prompts)
     # Memory attention, mask heads and memory encoder were all replayed, both ways (once a
     # frame for the three objects together).
     assert len(installed) == 3 and all(call.replays >= 2 * 5 for call in installed)
@@ -70,6 +75,23 @@ def test_tracking_with_cuda_graphs_gives_the_masks_of_plain_tracking(model, clip
         for k in (1, 2, 3):
             assert iou(graphed[t] == k, plain[t] == k) > 0.98, (t, k)
             assert iou(graphed[t] == k, truth[t] == k) > 0.7, (t, k)
+
+
+def test_batches_above_the_graph_limit_run_without_graphs(model, clip):
+    """A step of more objects than ``GRAPH_MAX_BATCH`` is GPU-bound: it runs as it is, with the
+    masks of plain tracking, and nothing is recorded for it."""
+    from napari_sam2.engine.video import batching
+
+    frames, truth = clip
+    prompts = {25: {k: dict(box=bbox(truth[25] == k)) for k in (1, 2, 3)}}
+    plain = track(model, frames, prompts, cuda_graphs=False)
+    with mock.patch.object(batching, "GRAPH_MAX_BATCH", 2):
+        large, installed = track_with_graphs(model, frames, prompts)
+    assert len(installed) == 3 and all(call.replays == 0 for call in installed)
+    assert all(not call._graphs for call in installed)
+    for t in range(len(frames)):
+        for k in (1, 2, 3):
+            assert iou(large[t] == k, plain[t] == k) > 0.98, (t, k)
 
 
 def test_the_model_is_left_as_it_was_also_after_a_cancel(model, clip):

@@ -28,6 +28,20 @@ _TARGETS = (
 _INSTALL_LOCK = threading.Lock()
 # Recordings share torch's capture stream: one at a time, whichever thread records.
 _RECORD_LOCK = threading.Lock()
+# How many ``without_graphs`` blocks this thread is in.
+_plain = threading.local()
+
+
+@contextlib.contextmanager
+def without_graphs() -> Iterator[None]:
+    """In this block, this thread's calls run as they are, not as graphs: for steps large
+    enough that the GPU, not the host, sets their pace, where a graph saves nothing and costs
+    its recording and its copy of every input."""
+    _plain.depth = getattr(_plain, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _plain.depth -= 1
 
 
 @functools.cache
@@ -87,7 +101,7 @@ class GraphedCall:
     def _key(self, leaves: list, spec) -> tuple | None:
         """What a graph depends on besides tensor values; None where graphs do not apply."""
         other_thread = self._owner is not None and threading.get_ident() != self._owner
-        if other_thread or torch.is_grad_enabled():
+        if other_thread or torch.is_grad_enabled() or getattr(_plain, "depth", 0):
             return None
         parts = []
         for leaf in leaves:

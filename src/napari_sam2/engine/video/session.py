@@ -23,14 +23,15 @@ from ..errors import SAM2Error
 from ..frames import FrameSource
 from ..models import inference_context
 from ..prompts import PromptSet
-from .confidence import install_score_capture, take_scores
+from .confidence import install_score_capture
 from .features import SharedFeatures
 from .lineage import Division
 from .planning import Step, check_frame, plan_steps
+from .prompting import PromptQueue
 from .reading import ModelFrames
 from .record import AnnotationRecord
 from .runtime import OutOfMemoryAdvice, attention_kernels, install_memory_dtype_fix
-from .states import add_prompt, new_state, stored_frames
+from .states import stored_frames
 from .stream import FrameResult, Frames, FrameStream, MasksToHost
 from .tracking import RunTracker
 
@@ -121,8 +122,7 @@ class PropagationSession:
         self._states: dict[int, dict] = {}
         self.record = AnnotationRecord(n)
         self.model_name = model_name
-        self._pending: list[tuple[int, int, PromptSet]] = []  # checked, not yet in the model
-        self._scores: dict[int, dict[int, tuple]] = {}  # prompted frames' (see confidence)
+        self._prompts = PromptQueue(model, self._states, self.frames, self._features)
         self._running = False
         # Per-object tracking, one sam2 step per object and frame as sam2 itself runs: only for
         # the agreement test and the benchmark (see ``RunTracker``).
@@ -170,7 +170,7 @@ class PropagationSession:
         self._check_idle()
         checked = self.record.check(prompts, self.frame_range, self.source.plane_shape)
         for frame, object_id, prompt in checked:
-            self._pending.append((frame, object_id, prompt))
+            self._prompts.items.append((frame, object_id, prompt))
             self.record.add(frame, object_id, prompt)
 
     def restore(
@@ -194,26 +194,13 @@ class PropagationSession:
         self.add_prompts(prompts)
         shape = self.source.plane_shape
         queued = []
-        for frame, object_id, prompt in self._pending:
+        for frame, object_id, prompt in self._prompts.items:
             mask = masks.get(object_id, {}).get(frame)
             if mask is not None:
                 prompt = PromptSet.from_arguments(mask=mask).validate(shape)
                 self.record.masks.setdefault(object_id, {})[frame] = prompt.mask
             queued.append((frame, object_id, prompt))
-        self._pending = queued
-
-    def _add(self, frame: int, object_id: int, prompt: PromptSet) -> None:
-        state = self._states.get(object_id)
-        with OutOfMemoryAdvice(self.device), inference_context(self.device):
-            if state is None:
-                template = next(iter(self._states.values()), None)
-                state = self._states[object_id] = new_state(self.model, self.frames, template)
-            # Objects prompted on the same frame share its image features (sam2 would encode
-            # the frame again for each object's state).
-            state["cached_features"] = {frame: self._features.get(frame, 1, frame)}
-            take_scores()
-            add_prompt(self.model, state, frame, object_id, prompt)
-            self._scores.setdefault(object_id, {})[frame] = take_scores()
+        self._prompts.items = queued
 
     # ------------------------------------------------------------------------- propagation
     def plan(
@@ -302,8 +289,7 @@ class PropagationSession:
         self._check_idle()
         self._states.pop(object_id, None)
         self.record.remove(object_id)
-        self._scores.pop(object_id, None)
-        self._pending = [p for p in self._pending if p[1] != object_id]
+        self._prompts.forget(object_id)
 
     def run(self, steps: list[Step]) -> FrameStream:
         """Yield the frames of ``steps`` (from ``plan``) as ``propagate`` does."""
@@ -331,22 +317,18 @@ class PropagationSession:
                 tracking_graphs(self.model, self.cuda_graphs) as graphs,
                 attention_kernels(self.device),
             ):
-                # The model gets the prompts of the objects this run tracks (each kept until it
-                # has them: a failure retries); other objects' wait for their own run.
-                tracked = {oid for step in steps for oid in step.object_ids}
-                waiting = 0
-                while waiting < len(self._pending):
-                    if self._pending[waiting][1] in tracked:
-                        self._add(*self._pending[waiting])
-                        self._pending.pop(waiting)
-                    else:
-                        waiting += 1
+                # The model gets the prompts of the objects this run tracks; other objects'
+                # wait for their own run.
+                with OutOfMemoryAdvice(self.device), inference_context(self.device):
+                    self._prompts.give(
+                        {oid for step in steps for oid in step.object_ids}, self._per_object
+                    )
                 tracker = RunTracker(
                     self.model,
                     steps,
                     self._states,
                     self._features,
-                    self._scores,
+                    self._prompts.scores,
                     self.record.prompts,
                     self.memory_window,
                     pad=bool(graphs),
@@ -393,8 +375,7 @@ class PropagationSession:
         self.frames.close()
         self._features.clear()
         self._states.clear()
-        self._scores.clear()
-        self._pending.clear()
+        self._prompts.clear()
 
     def __enter__(self) -> PropagationSession:
         return self

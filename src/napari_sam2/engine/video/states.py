@@ -1,5 +1,5 @@
-"""sam2 inference states of single objects: made over lazy frames, prompted, pruned
-(``batching`` tracks them).
+"""sam2 inference states of single objects: made over lazy frames and pruned (``prompting``
+prompts them, ``batching`` tracks them).
 
 ``SAM2VideoPredictor`` keeps its frames in ``inference_state["images"]`` and only ever indexes
 it, one frame at a time, so a state is given a ``ModelFrames`` instead of a decoded video.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from unittest import mock
 
-from ..prompts import PromptSet
 from .reading import ModelFrames
 from .runtime import video_predictor
 
@@ -39,28 +38,6 @@ def new_state(model, frames: ModelFrames, template: dict | None = None) -> dict:
 
     with _INIT_LOCK, mock.patch.object(video_predictor(), "load_video_frames", lazy_frames):
         return model.init_state(video_path="<napari-sam2 frames>")
-
-
-def add_prompt(model, state: dict, frame: int, object_id: int, prompt: PromptSet) -> None:
-    """Give the model one object's prompts on one frame, which becomes a conditioning frame."""
-    # A prompted frame is always a conditioning frame of its object (an anchor), also when
-    # it was tracked before: forget that it was tracked so sam2 treats it as one.
-    for tracked in state["frames_tracked_per_obj"].values():
-        tracked.pop(frame, None)
-    if prompt.mask is not None:
-        model.add_new_mask(state, frame, object_id, prompt.mask)
-    if prompt.points is not None or prompt.box is not None:
-        # The previous step's mask (if any) seeds the decoder with the clicks.
-        sam = PromptSet(prompt.points, prompt.point_labels, prompt.box).to_sam()
-        model.add_new_points_or_box(
-            state,
-            frame,
-            object_id,
-            points=sam.get("point_coords"),
-            labels=sam.get("point_labels"),
-            box=sam.get("box"),
-            clear_old_points=True,
-        )
 
 
 def forget(state: dict, anchors, head: int, window: int) -> None:

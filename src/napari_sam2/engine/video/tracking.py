@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .batching import MAX_BATCH, encode_prompted, memory_frames, size_class, track_batch
+from .batching import (
+    MAX_BATCH,
+    encode_prompted,
+    graphs_for,
+    memory_frames,
+    size_class,
+    track_batch,
+)
 from .confidence import MEMORY_MIN_CONFIDENCE, confidence, jump, per_object, summary
 from .features import SharedFeatures
 from .planning import Step, run_end
@@ -104,9 +111,10 @@ class RunTracker:
                 members = group[start : start + MAX_BATCH]
                 batch = [self.states[step.object_ids[k]] for k in members]
                 size = size_class(len(batch)) if self.pad else None
-                masks, ious, logits = track_batch(
-                    self.model, batch, frame, reverse, image, frames, size
-                )
+                with graphs_for(len(batch)):
+                    masks, ious, logits = track_batch(
+                        self.model, batch, frame, reverse, image, frames, size
+                    )
                 for j, k in enumerate(members):
                     low[k], iou[k], logit[k] = masks[j : j + 1], ious[j : j + 1], logits[j : j + 1]
 
