@@ -63,6 +63,35 @@ Confocal nuclei (issue 17, ``--nuclei-share F``)
   from nucleus 1's widest slice. ``tools/run_micro_v2.sh`` fine-tunes and evaluates on the GPU
   machine (candidates and numbers: docs/micro-model.md, "Real data").
 
+Long z-stack clips (issue 17, ``--z-clips K --z-frames N``)
+---------------------------------------------------------
+* Why: candidate v2b (above, from v2a) gained real 2D (click 0.701 -> 0.754, box 0.777 ->
+  0.808) but lost z-propagation (0.795 -> 0.721). Its z-stack clips were 8 slices from the
+  widest one, slices 4-15 % of a radius apart: most never reached a nucleus' end, while the
+  real evaluation tracks 11-32 slices each way from the widest (nuclei 23-43 slices deep, plus
+  4 empty slices each side), where the memory is full (num_maskmem 7) for most frames and the
+  nucleus shrinks to nothing inside a glow. Its object pointers were also encoded as in an
+  8-frame video (``num_frames`` 8: distances over 7), never as at inference (over 15).
+* Each step adds K clips from ``make_zstack_sample``: 2N - 1 slices with nucleus 1 widest in
+  the middle, tracked from it to the last slice and then from it back to the first with
+  ``track_in_reverse``, as ``SAM2VideoPredictor`` propagates both ways (N = 12: 22 tracked
+  frames); slices 3.5-13 % of a radius apart (the real stack: about 5 %), so about half the
+  clips reach the end and the empty slices past it; nucleus 1 and another nucleus of the
+  widest slice tracked; a share ``--nuclei-share`` from ``synthetic_nuclei_stack``. The
+  ``--clips`` stream then draws no z-stacks (time-lapses only). Every clip now passes
+  ``num_frames`` >= 16 (PTR_FRAMES) to SAM2, as inference does.
+* Starting point: v2b's image parts with the packaged memory parts (measured on the dev
+  machine's CPU on nuclei 14 and 10, the two v2b lost most) track worse than v2b itself (3D
+  IoU 0.55 / 0.63; v2b 0.64 / 0.67 and packaged 0.91 / 0.91 on the H200; the tracked masks
+  take in a touching neighbour, 1.6-1.9 x the true area), so v2b's loss is not in its memory
+  parts alone: the
+  image parts it shares with tracking (decoder, backbone features) moved, and the memory has
+  to be trained against them on clips like the evaluation's. Neither starting point is sure,
+  so ``tools/run_micro_v2.sh`` trains two side by side on the one GPU: from v2b with the image
+  parts at half the memory parts' lr (keep its 2D gains, let memory and decoder re-learn z),
+  and from the packaged weights at v2b's lr (keep its z-propagation, learn 2D from the
+  current generator).
+
 Commands used for the packaged checkpoint (each on one H100; see docs/micro-model.md)::
 
     # image mode: two calls, the second resumes from the first's model.pt / opt.pt
@@ -528,35 +557,58 @@ def image_step(model, batch, step_frac: float, gen: torch.Generator, device) -> 
 
 VIDEO_T = 8  # frames per training clip
 VIDEO_OBJ = 2  # tracked objects per clip (at most)
+# ``num_frames`` handed to ``_track_step``: SAM2 keeps min(num_frames, max_obj_ptrs_in_encoder
+# = 16) object pointers and scales their temporal encoding by that minus one. At inference a
+# clip is longer than 16 frames (the real stack's nuclei: 24-51 slices), so training passes at
+# least 16 too; with the clip length (8) the pointers' distances were scaled by 1/7 in training
+# and by 1/15 at inference.
+PTR_FRAMES = 16
 
 
 class ClipStream(torch.utils.data.IterableDataset):
     """Endless synthetic clips; ``progress`` (shared 0..1) drives the curriculum."""
 
-    def __init__(self, seed: int, progress=None, fixed: bool = False):
+    def __init__(
+        self,
+        seed: int,
+        progress=None,
+        fixed: bool = False,
+        zstack: bool = True,
+        z_frames: int = 0,
+        both_ways: bool = True,
+    ):
         self.seed = seed
         self.progress = progress
         self.fixed = fixed  # the same clip forever (the overfitting check)
+        self.zstack = zstack  # z-stacks among the (VIDEO_T-frame) clips
+        self.z_frames = z_frames  # > 0: only long z-stack clips (make_zstack_sample)
+        self.both_ways = both_ways
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid = 0 if info is None else info.id
         torch.set_num_threads(1)
-        rng = np.random.default_rng([self.seed, 7, wid])
+        rng = np.random.default_rng([self.seed, 11 if self.z_frames else 7, wid])
         while True:
             if self.fixed:
                 rng = np.random.default_rng([self.seed, 7])
+            if self.z_frames:
+                yield make_zstack_sample(rng, self.z_frames, self.both_ways)
+                continue
             p = 1.0 if self.progress is None else float(self.progress.value)
-            yield make_clip_sample(rng, p)
+            yield make_clip_sample(rng, p, zstack=self.zstack)
 
 
-def make_clip_sample(rng: np.random.Generator, progress: float, n_frames: int = VIDEO_T) -> dict:
+def make_clip_sample(
+    rng: np.random.Generator, progress: float, n_frames: int = VIDEO_T, zstack: bool = True
+) -> dict:
     """A clip, its stack-wide normalisation, targets and a frame-0 prompt per object.
 
     Curriculum: static clips (memory only has to copy the mask) are half of the clips at the
     start and 10 % after 30 % of the run; the rest move smoothly (speed up to 3x the
-    evaluation speed), are z-stacks (tracked from the widest slice, either way), and 25 % of
-    the moving clips make cell 1 vanish for 1-3 frames.
+    evaluation speed), are z-stacks (tracked from the widest slice, either way; none when
+    ``zstack`` is false, i.e. when ``make_zstack_sample`` draws them), and 25 % of the moving
+    clips make cell 1 vanish for 1-3 frames.
     """
     syn = _import_synthetic()
     h, w = (int(v) for v in rng.integers(160, 449, 2))
@@ -565,7 +617,7 @@ def make_clip_sample(rng: np.random.Generator, progress: float, n_frames: int = 
     n_cells = int(rng.integers(1, 6))
     p_static = max(0.1, 0.5 - 0.4 * progress / 0.3)
     u = rng.random()
-    p_zstack = 0.2 + 0.2 * NUCLEI_SHARE
+    p_zstack = 0.2 + 0.2 * NUCLEI_SHARE if zstack else 0.0
     motion = "static" if u < p_static else ("zstack" if u < p_static + p_zstack else "smooth")
     absent = None
     if motion != "zstack" and rng.random() < 0.25:
@@ -609,15 +661,78 @@ def make_clip_sample(rng: np.random.Generator, progress: float, n_frames: int = 
             radius=radius,
             speed=rng.uniform(0.3, 3.0),
         )
-    # Stack-wide normalisation, as the plugin does for a time-lapse.
-    lo, hi = np.percentile(frames[:, ::2, ::2], [0.5, 99.8])
-    clip = np.clip((frames.astype(np.float32) - lo) / max(hi - lo, 1.0), 0, 1)
     ids = [i for i in np.unique(labels[0]) if i > 0]
     if 1 in ids and (absent is not None or motion == "zstack"):
         ids = [1] + [i for i in ids if i != 1]
     else:
         ids = list(rng.permutation(ids))
-    ids = ids[:VIDEO_OBJ]
+    return _clip_tensors(rng, frames, labels, ids[:VIDEO_OBJ])
+
+
+def make_zstack_sample(rng: np.random.Generator, per_side: int, both_ways: bool = True) -> dict:
+    """A long z-stack clip tracked from nucleus 1's widest slice, as tools/evaluate_real.py
+    propagates the real stack (issue 17).
+
+    ``per_side`` slices from the widest one (included) outward. ``both_ways``: the stack has
+    2 x per_side - 1 slices with the widest in the middle; the clip runs from it to the last
+    slice, then from the one before it back to the first, with ``reverse`` set there, so
+    ``SAM2Base`` picks memories as ``SAM2VideoPredictor.propagate_in_video(reverse=True)``
+    does after a forward pass (its first reverse frames remember the other side). Otherwise
+    one side only. Slices are 3.5-13 % of a radius apart (log-uniform; the real stack's are about
+    5 %), so most clips reach the nucleus' end and the empty slices past it; radius 12-150 px
+    at the model input. A share ``NUCLEI_SHARE`` are confocal nuclei (``synthetic_nuclei_stack``),
+    the rest ``synthetic_clip(..., "zstack")``. Only nucleus 1 is tracked.
+    """
+    syn = _import_synthetic()
+    h, w = (int(v) for v in rng.integers(160, 449, 2))
+    r_model = math.exp(rng.uniform(math.log(12), math.log(150)))
+    radius = max(4.0, r_model * math.sqrt(h * w) / IMAGE_SIZE)
+    n = 2 * per_side - 1 if both_ways else per_side
+    centre = per_side - 1 if both_ways else 0
+    seed = int(rng.integers(1 << 31))
+    dtype = np.uint8 if rng.random() < 0.4 else np.uint16
+    if rng.random() < NUCLEI_SHARE:
+        from napari_sam2.engine.synthetic_nuclei import synthetic_nuclei_stack
+
+        frames, labels = synthetic_nuclei_stack(
+            n,
+            (h, w),
+            int(rng.integers(3, 25)),
+            dtype,
+            seed,
+            radius=radius,
+            z_step=radius * math.exp(rng.uniform(math.log(0.035), math.log(0.13))),
+            touching=rng.uniform(0.2, 0.8),
+            centre=centre,
+        )
+    else:  # cell 1 widest in the middle of 2 x per_side - 1 slices
+        total = 2 * per_side - 1
+        frames, labels = syn.synthetic_clip(
+            total, (h, w), int(rng.integers(1, 6)), dtype, seed, "zstack", radius=radius
+        )
+        if not both_ways:  # one side, up or down the stack
+            mid = per_side - 1
+            keep = np.arange(mid, total) if rng.random() < 0.5 else np.arange(mid, -1, -1)
+            frames, labels = frames[keep], labels[keep]
+    order = np.arange(n)
+    if both_ways:
+        order = np.concatenate([np.arange(centre, n), np.arange(centre - 1, -1, -1)])
+    # Nucleus 1 from its widest slice and, where there is one, another nucleus of that slice
+    # (a click on some other section of it).
+    on_first = [int(i) for i in np.unique(labels[centre]) if i > 1]
+    ids = ([1] if (labels[centre] == 1).any() else []) + list(rng.permutation(on_first))
+    sample = _clip_tensors(rng, frames[order], labels[order], ids[:VIDEO_OBJ])
+    sample["frame_idx"] = torch.from_numpy(order.astype(np.int64))
+    sample["reverse"] = torch.from_numpy(order < centre)
+    return sample
+
+
+def _clip_tensors(rng, frames, labels, ids) -> dict:
+    """Frames (in tracking order) normalised stack-wide, targets and frame-0 prompts of ``ids``."""
+    # Stack-wide normalisation, as the plugin does for a time-lapse or a z-stack.
+    lo, hi = np.percentile(frames[:, ::2, ::2], [0.5, 99.8])
+    clip = np.clip((frames.astype(np.float32) - lo) / max(hi - lo, 1.0), 0, 1)
+    n_frames, h, w = labels.shape
     sy, sx = IMAGE_SIZE / h, IMAGE_SIZE / w
     targets = np.zeros((VIDEO_OBJ, n_frames, LOW_RES, LOW_RES), np.uint8)
     prompt = np.zeros((VIDEO_OBJ, 2, 2), np.float32)
@@ -689,6 +804,14 @@ def video_step(model, clips: list, device) -> tuple:
     the memory, as SAM2VideoPredictor runs it (track_step internals, outputs kept)."""
     ac = torch.autocast("cuda" if device.type == "cuda" else "cpu", dtype=torch.bfloat16)
     n_t = clips[0]["frames"].shape[0]
+    # Frame indices and direction of each tracked position (long z-stacks: from the widest
+    # slice up, then from it down, see make_zstack_sample); plain clips run 0, 1, ... forward.
+    frame_idx = [int(i) for i in clips[0].get("frame_idx", torch.arange(n_t))]
+    reverse = [bool(r) for r in clips[0].get("reverse", torch.zeros(n_t, dtype=torch.bool))]
+    num_frames = max(n_t, PTR_FRAMES)
+    if all(int(k) < 0 for c in clips for k in c["kind"]):  # nothing to track
+        zero = clips[0]["frames"].new_zeros((), dtype=torch.float32, device=device)
+        return zero, {}
     with torch.no_grad(), ac:  # the image branch trains the backbone; memory trains here
         frames = torch.cat([to_model_input(c["frames"].to(device)) for c in clips])
         backbone_out = model.forward_image(frames)
@@ -742,7 +865,7 @@ def video_step(model, clips: list, device) -> tuple:
                     mask_inputs = (m > 0.5).float()
                 with ac:
                     cur, sam_out, _, _ = model._track_step(
-                        t,
+                        frame_idx[0],
                         True,
                         f_s,
                         p_s,
@@ -750,7 +873,7 @@ def video_step(model, clips: list, device) -> tuple:
                         point_inputs,
                         mask_inputs,
                         output_dict,
-                        n_t,
+                        num_frames,
                         False,
                         None,
                     )
@@ -763,16 +886,26 @@ def video_step(model, clips: list, device) -> tuple:
                     loss, ch = frame_loss(low_multi, ious, obj, tgt[sel], present[sel])
                     losses.append(loss * len(sel) / b)
             order = torch.argsort(torch.cat(order_src))
-            output_dict["cond_frame_outputs"][0] = _cat_outputs(parts, order)
+            output_dict["cond_frame_outputs"][frame_idx[0]] = _cat_outputs(parts, order)
             continue
         with ac:
             cur, sam_out, _, _ = model._track_step(
-                t, False, feats_t, pos_t, sizes, None, None, output_dict, n_t, False, None
+                frame_idx[t],
+                False,
+                feats_t,
+                pos_t,
+                sizes,
+                None,
+                None,
+                output_dict,
+                num_frames,
+                reverse[t],
+                None,
             )
             low_multi, _, ious, low, high, obj_ptr, obj = sam_out
             cur.update(pred_masks=low, pred_masks_high_res=high, obj_ptr=obj_ptr)
             model._encode_memory_in_output(feats_t, sizes, None, True, high, obj, cur)
-        output_dict["non_cond_frame_outputs"][t] = cur
+        output_dict["non_cond_frame_outputs"][frame_idx[t]] = cur
         loss, ch = frame_loss(low_multi, ious, obj, tgt, present)
         losses.append(loss)
         chosen_all.append(torch.where(present, ch, (obj[:, 0] <= 0).float()))
@@ -887,6 +1020,19 @@ def overfit_check(model, device, steps: int, seed: int) -> None:
             )
 
 
+def _clip_batches(stream: ClipStream, size: int, workers: int):
+    """An endless iterator of lists of ``size`` clips drawn by ``workers`` processes."""
+    loader = torch.utils.data.DataLoader(
+        stream,
+        batch_size=size,
+        num_workers=workers,
+        collate_fn=collate_list,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=bool(workers),
+    )
+    return iter(loader)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
@@ -897,6 +1043,16 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=24, help="images per step")
     ap.add_argument("--clips", type=int, default=0, help="video clips per step (0: image only)")
     ap.add_argument("--video-weight", type=float, default=1.0)
+    ap.add_argument(
+        "--z-clips",
+        type=int,
+        default=0,
+        help="long z-stack clips per step (make_zstack_sample); then --clips draws no z-stacks",
+    )
+    ap.add_argument("--z-frames", type=int, default=12, help="z-clip slices per side")
+    ap.add_argument("--z-one-way", action="store_true", help="z-clips one side only")
+    ap.add_argument("--z-weight", type=float, default=1.0)
+    ap.add_argument("--z-workers", type=int, default=6)
     ap.add_argument("--workers", type=int, default=14)
     ap.add_argument("--clip-workers", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -1000,17 +1156,15 @@ def main(argv=None) -> None:
     )
     it = iter(loader)
     progress = torch.multiprocessing.Value("d", 0.0)
-    clip_it = None
+    seed = args.seed * 1000 + meta["step"]
+    clip_it = z_it = None
     if args.clips:
-        clip_loader = torch.utils.data.DataLoader(
-            ClipStream(args.seed * 1000 + meta["step"], progress),
-            batch_size=args.clips,
-            num_workers=args.clip_workers,
-            collate_fn=collate_list,
-            prefetch_factor=4 if args.clip_workers else None,
-            persistent_workers=bool(args.clip_workers),
+        clip_it = _clip_batches(
+            ClipStream(seed, progress, zstack=not args.z_clips), args.clips, args.clip_workers
         )
-        clip_it = iter(clip_loader)
+    if args.z_clips:
+        stream = ClipStream(seed, z_frames=args.z_frames, both_ways=not args.z_one_way)
+        z_it = _clip_batches(stream, args.z_clips, args.z_workers)
     gen = torch.Generator().manual_seed(args.seed + meta["step"])
     out = Path(args.out)
     t0 = time.time()
@@ -1043,6 +1197,10 @@ def main(argv=None) -> None:
             vloss, vmetrics = video_step(model, next(clip_it), device)
             loss = loss + args.video_weight * vloss
             metrics.update(vmetrics)
+        if z_it is not None:
+            zloss, zmetrics = video_step(model, next(z_it), device)
+            loss = loss + args.z_weight * zloss
+            metrics.update({"z" + k: v for k, v in zmetrics.items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)

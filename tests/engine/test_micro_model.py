@@ -68,6 +68,23 @@ def test_training_sample_is_well_formed(seed):
     assert (sample["targets"].flatten(1).amax(1) > 0).all()  # every prompt has an object
 
 
+@pytest.mark.parametrize("nuclei_share", [0.0, 1.0])
+def test_long_zstack_clip_runs_both_ways_from_the_widest_slice(nuclei_share):
+    """make_zstack_sample: the widest slice first, up the stack, then down it (issue 17)."""
+    tm = _train_module()
+    tm.NUCLEI_SHARE = nuclei_share
+    sample = tm.make_zstack_sample(np.random.default_rng(3), 5)
+    order = sample["frame_idx"].tolist()
+    assert order == [4, 5, 6, 7, 8, 3, 2, 1, 0]
+    assert sample["reverse"].tolist() == [False] * 5 + [True] * 4
+    assert sample["frames"].shape[:2] == (9, 1)
+    assert int(sample["kind"][0]) >= 0  # nucleus 1 is tracked
+    area = sample["targets"][0].float().flatten(1).sum(1)
+    assert area[0] > 0 and area[0] >= area.max() * 0.9  # prompted on (about) its widest slice
+    one_way = tm.make_zstack_sample(np.random.default_rng(3), 5, both_ways=False)
+    assert one_way["frame_idx"].tolist() == list(range(5)) and not one_way["reverse"].any()
+
+
 def test_stock_video_predictor_tracks_a_moving_cell():
     from napari_sam2.engine.synthetic import synthetic_clip
 
