@@ -70,6 +70,12 @@ def micro_viewer_widget(make_napari_viewer, qtbot):
 
 
 @pytest.fixture
+def shown_micro_viewer_widget(make_napari_viewer, qtbot):
+    """``micro_viewer_widget`` in a window on screen, for tests of what it finds in the view."""
+    return _open_widget(make_napari_viewer, None, qtbot, show=True)
+
+
+@pytest.fixture
 def stack():
     """A small 16-bit (t, y, x) stack with one bright square."""
     rng = np.random.default_rng(0)

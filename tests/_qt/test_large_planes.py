@@ -1,6 +1,7 @@
 """A click on a plane larger than the model input: the view decides the scale, and says so."""
 
 import numpy as np
+import pytest
 
 from napari_sam2.layers.segmentation import field_of_view
 
@@ -110,3 +111,73 @@ def test_a_multiscale_layer_is_clicked_on_its_full_resolution_level(
     start(widget, grown)
     session.points_layer.add([[100, 100]])
     qtbot.waitUntil(lambda: any("disagree" in m for m in notifications), timeout=10_000)
+
+
+class ReadRecorder:
+    """A numpy array behind a lazy array's interface that records each index read from it."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.reads: list[tuple] = []
+
+    def __getitem__(self, index):
+        self.reads.append(index)
+        return self.data[index]
+
+
+@pytest.fixture(scope="module")
+def pyramid():
+    """A 3000 × 5001 plane with three cells ~550 px across and a 40 px nucleus, its truth,
+    and three antialiased levels halving it, rounded up (factors 2.0 × 1.9996, ...)."""
+    from skimage.draw import disk
+    from skimage.transform import resize
+
+    from napari_sam2.engine.synthetic import synthetic_cells
+
+    full, truth = synthetic_cells((3000, 5001), n_cells=3, seed=5, radius=300)
+    nucleus = np.zeros(full.shape, bool)
+    nucleus[disk((600, 1000), 20)] = True
+    full[nucleus] = np.median(full[truth > 0])
+    levels = [full]
+    for _ in range(3):
+        shape = tuple(-(-n // 2) for n in levels[-1].shape)
+        levels.append(resize(levels[-1], shape, preserve_range=True).astype(full.dtype))
+    return levels, truth, nucleus
+
+
+def test_zoomed_out_a_pyramid_is_read_at_a_coarse_level_zoomed_in_at_level_0_near_the_click(
+    shown_micro_viewer_widget, qtbot, pyramid
+):
+    import dask.array as da
+
+    from ..engine.masks import centre, iou
+
+    viewer, widget = shown_micro_viewer_widget
+    levels, truth, nucleus = pyramid
+    level0 = ReadRecorder(levels[0])
+    data = [da.from_array(level0, chunks=512, asarray=False), *levels[1:]]
+    layer = viewer.add_image(data, multiscale=True, contrast_limits=(1000, 35000))
+    session = start(widget, layer)
+    viewer.reset_view()
+    qtbot.wait(200)  # the canvas has drawn: the whole plane is on screen
+    level0.reads.clear()
+    session.points_layer.add([centre(truth == 3)])  # the cell that touches no other
+    settle(widget, qtbot, timeout=60_000)
+    said = widget.status.value
+    assert said.startswith("segmented on the field of view at 1:4.9"), said
+    assert said.endswith("(pyramid level 2)"), said  # 750 × 1251: level 3 is below 1024
+    assert level0.reads == []  # not one chunk of the full-resolution level
+    assert iou(session.labels_layer.data == 1, truth == 3) > 0.9
+
+    viewer.camera.center, viewer.camera.zoom = (600, 1000), 4  # close up on the nucleus
+    qtbot.wait(200)
+    widget.object_button.native.click()
+    level0.reads.clear()
+    session.points_layer.add([[600, 1000]])
+    settle(widget, qtbot, timeout=60_000)
+    assert widget.status.value.startswith("segmented at native resolution")
+    assert level0.reads  # the full-resolution level, only in chunks around the click
+    for rows, cols in level0.reads:
+        assert rows.start >= 600 - 1024 and rows.stop <= 600 + 1024, rows
+        assert cols.start >= 1000 - 1024 and cols.stop <= 1000 + 1024, cols
+    assert iou(session.labels_layer.data == 2, nucleus) > 0.7

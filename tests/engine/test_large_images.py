@@ -145,6 +145,26 @@ def test_a_dask_plane_is_read_a_window_at_a_time(micro):
     assert crop_iou(crop, truth == 1, (2048, 1024)) > 0.7
 
 
+def test_a_region_is_read_from_a_coarser_level_of_the_image_when_one_is_given(micro):
+    """A field of view over a whole 3000 × 4099 plane is read from a level 4 times smaller
+    (3.999 along columns): no pixel of the plane is read, and a 600 px cell is found."""
+    from skimage.transform import resize
+
+    image, truth = synthetic_cells((3000, 4099), n_cells=3, seed=5, radius=300)
+    level = resize(image, (750, 1025), preserve_range=True, anti_aliasing=True)
+    level = level.astype(image.dtype)
+    counting = CountingPlane(image)
+    micro.set_image(counting, contrast_limits=np.percentile(level, [0.5, 99.8]))
+    factors = (3000 / 750, 4099 / 1025)
+    crop = micro.predict_crop(
+        points=[centre(truth == 2)], region=(0, 0, 3000, 4099), level=(level, factors)
+    )
+    assert counting.read == 0
+    assert crop_iou(crop, truth == 2, (0, 0)) > 0.8
+    with pytest.raises(SAM2Error, match="does not cover"):
+        micro.predict_crop(points=[(5, 5)], region=(0, 0, 3000, 4099), level=(level, (2, 2)))
+
+
 def test_a_zarr_plane_is_never_read_whole(micro, tmp_path):
     import zarr
     from zarr.storage import LocalStore

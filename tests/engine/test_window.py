@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from napari_sam2.engine.prompts import PromptSet
-from napari_sam2.engine.window import MaskCrop, choose_window, covering_window, prompt_extent
+from napari_sam2.engine.window import (
+    LevelWindow,
+    MaskCrop,
+    Window,
+    choose_window,
+    covering_window,
+    prompt_extent,
+)
 
 SIZE = 1024  # the model's input side; the smallest window is 384 image pixels
 
@@ -64,6 +71,28 @@ def test_a_field_of_view_is_used_as_the_window_and_grown_to_hold_the_prompts():
     assert window.slices == (slice(1000, 3000), slice(1000, 2500)) and window.step == 1
     partly_outside = covering_window((7000, -300, 9000, 500), shape, SIZE)
     assert partly_outside.slices == (slice(7000, 8000), slice(0, 500))
+
+
+def test_a_window_read_from_a_coarser_level_maps_prompts_and_masks_between_them():
+    """A 1000 × 3000 plane and a level of 334 × 1000 (factors 2.994 and 3, as a pyramid of
+    rounded-up halvings gives): what lies at a level pixel lies at the plane pixels it
+    covers."""
+    factors = (1000 / 334, 3.0)
+    on_level = LevelWindow.covering(Window(100, 0, 800, 3000), factors, (334, 1000), SIZE)
+    assert on_level.slices == (slice(100, 900), slice(0, 3000))
+    assert on_level.read_slices == (slice(33, 301, 1), slice(0, 1000, 1))
+    mask = np.zeros((1000, 3000), bool)
+    mask[449:452, 1500:1503] = True  # plane pixels under level pixel (150, 500)
+    local = on_level.local(PromptSet.from_arguments(points=[(450.1, 1501)], mask=mask))
+    np.testing.assert_allclose(local.points, [[150 - 33, 500]], atol=0.01)
+    assert np.argwhere(local.mask).tolist() == [[150 - 33, 500]]
+    level_mask = np.zeros((268, 1000), bool)
+    level_mask[150 - 33, 500] = True
+    plane_mask = on_level.upscaled(level_mask)
+    assert plane_mask.shape == (800, 3000)
+    rows, cols = np.nonzero(plane_mask)
+    assert (rows.min() + 100, rows.max() + 100) == (449, 451)  # centres in 449.1-452.1
+    assert (cols.min(), cols.max()) == (1500, 1502)
 
 
 def test_a_crop_is_trimmed_to_its_mask_and_pastes_back():

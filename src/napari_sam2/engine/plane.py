@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -125,6 +126,33 @@ class LazyPlane:
                 patches.append(self.read(slice(row, row + side), slice(col, col + side)))
         flat = np.concatenate([p.reshape(-1, 1, *p.shape[2:]) for p in patches])
         return Normalization.for_data(flat)
+
+
+class PlaneLevel(NamedTuple):
+    """A coarser copy of a plane, e.g. a level of an image pyramid: its pixel (i, j) covers
+    the plane's pixels [i·f_r, (i + 1)·f_r) × [j·f_c, (j + 1)·f_c), ``factors`` (f_r, f_c)."""
+
+    plane: LazyPlane
+    factors: tuple[float, float]
+
+    @classmethod
+    def checked(cls, level, full: LazyPlane) -> PlaneLevel:
+        """``level`` (array, (f_r, f_c)) laid out like ``full``, refused if its shape is not
+        that of ``full`` shrunk by its factors."""
+        data, factors = level
+        plane = LazyPlane(data, full.channel_axis, full.channels)
+        factors = tuple(float(f) for f in np.asarray(factors, dtype=np.float64).reshape(-1))
+        fits = len(factors) == 2 and all(
+            math.isfinite(f) and f >= 1 and abs(n * f - whole) <= f
+            for n, f, whole in zip(plane.shape, factors, full.shape, strict=True)
+        )
+        if not fits:
+            raise SAM2Error(
+                f"A level of shape {plane.shape} with factors {factors} does not cover the "
+                f"image {full.shape}: give the factors as image pixels a level pixel, "
+                "e.g. (8, 8) for a level 8 times smaller."
+            )
+        return cls(plane, factors)
 
 
 def _patch_starts(length: int, side: int) -> list[int]:

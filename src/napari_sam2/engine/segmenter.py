@@ -14,7 +14,7 @@ from .errors import SAM2Error
 from .frames import MAX_MODEL_SIDE, Normalization, model_input, to_model_frame
 from .image import ImageSession, plane_fingerprint
 from .models import build_model, compute_dtype, select_device
-from .plane import LazyPlane
+from .plane import LazyPlane, PlaneLevel
 from .prompts import PromptSet
 from .tiled import iter_tiled_labels
 from .video.reading import frame_source_for
@@ -166,20 +166,26 @@ class Segmenter:
             return crop.full(self.image_shape)
 
     def predict_crop(
-        self, points=None, point_labels=None, box=None, mask=None, region=None
+        self, points=None, point_labels=None, box=None, mask=None, region=None, level=None
     ) -> MaskCrop:
         """``predict``'s mask as ``MaskCrop(rows, cols, mask)``: the mask's pixels at
         ``rows``, ``cols`` (slices) of the image.
 
         On an image larger than the model input, ``region`` (min_row, min_col, max_row,
         max_col), e.g. the field of view, is the window to segment in; by default the engine
-        picks one around the prompts. A small image is always segmented whole.
+        picks one around the prompts. ``level`` (array, (f_r, f_c)), a coarser copy of the
+        image such as a pyramid level f_r × f_c times smaller, is then read for the region
+        instead of the image. A small image is always segmented whole.
         """
         with self.lock:
             shape = self.image_shape
             prompts = PromptSet.from_arguments(points, point_labels, box, mask).validate(shape)
             if self._windowed is not None:
-                return self._windowed.predict(prompts, _region(region))
+                if level is not None:
+                    if region is None:
+                        raise SAM2Error("A level is read for a region: pass region= too.")
+                    level = PlaneLevel.checked(level, self._windowed.plane)
+                return self._windowed.predict(prompts, _region(region), level)
             result, _ = self.session.predict(prompts)
         return MaskCrop(slice(0, shape[0]), slice(0, shape[1]), result)
 

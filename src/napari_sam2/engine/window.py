@@ -58,6 +58,10 @@ class Window:
             mask = prompts.mask[self.read_slices]
         return PromptSet(points, prompts.point_labels, box, mask)
 
+    def upscaled(self, mask: np.ndarray) -> np.ndarray:
+        """A mask of the pixels read from this window, enlarged to the window."""
+        return upscale(mask, self.step, (self.rows, self.cols))
+
     def inner_edges(self, shape: tuple[int, int]) -> tuple[bool, bool, bool, bool]:
         """Which of the top, left, bottom and right borders lie inside the plane."""
         return (
@@ -66,6 +70,69 @@ class Window:
             self.row0 + self.rows < shape[0],
             self.col0 + self.cols < shape[1],
         )
+
+
+@dataclass(frozen=True)
+class LevelWindow:
+    """``window`` of a plane read as the pixels ``level`` of a coarser copy of it (a pyramid
+    level), whose pixel (i, j) covers the plane's [i·f_r, (i + 1)·f_r) × [j·f_c, (j + 1)·f_c)
+    for ``factors`` (f_r, f_c), which need not be integers."""
+
+    window: Window
+    level: Window
+    factors: tuple[float, float]
+
+    @classmethod
+    def covering(
+        cls, window: Window, factors: tuple[float, float], shape: tuple[int, int], image_size: int
+    ) -> LevelWindow:
+        """The pixels of a level of ``shape`` that cover ``window``."""
+        (rows, cols), (fr, fc) = window.slices, factors
+        extent = (rows.start / fr, cols.start / fc, rows.stop / fr, cols.stop / fc)
+        return cls(window, covering_window(extent, shape, image_size), factors)
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return self.window.slices
+
+    @property
+    def read_slices(self) -> tuple[slice, slice]:
+        return self.level.read_slices
+
+    def local(self, prompts: PromptSet) -> PromptSet:
+        """``prompts`` (plane coordinates) in the pixels read from the level."""
+        (fr, fc), level = self.factors, self.level
+        scale = np.array([fr, fc]) * level.step
+        origin = (np.array([level.row0, level.col0]) + 0.5) * np.array([fr, fc]) - 0.5
+        points = None if prompts.points is None else (prompts.points - origin) / scale
+        box = None
+        if prompts.box is not None:
+            box = (prompts.box - np.tile(origin, 2)) / np.tile(scale, 2)
+        mask = None
+        if prompts.mask is not None:  # the plane pixel at the centre of each pixel read
+            rows, cols = level.read_slices
+            at_rows = _centres(rows, fr, prompts.mask.shape[0])
+            mask = prompts.mask[np.ix_(at_rows, _centres(cols, fc, prompts.mask.shape[1]))]
+        return PromptSet(points, prompts.point_labels, box, mask)
+
+    def upscaled(self, mask: np.ndarray) -> np.ndarray:
+        """A mask of the level pixels read, as the window's plane pixels (nearest)."""
+        (rows, cols), (fr, fc), level = self.window.slices, self.factors, self.level
+        at_rows = _covering(rows, fr, level.row0, level.step, mask.shape[0])
+        return mask[np.ix_(at_rows, _covering(cols, fc, level.col0, level.step, mask.shape[1]))]
+
+
+def _centres(read: slice, factor: float, length: int) -> np.ndarray:
+    """The plane pixel at the centre of each level pixel of ``read`` (strided)."""
+    centres = (np.arange(read.start, read.stop, read.step) + 0.5) * factor
+    return np.minimum(centres.astype(int), length - 1)
+
+
+def _covering(plane: slice, factor: float, start: int, step: int, read: int) -> np.ndarray:
+    """For each plane pixel of ``plane``, which of ``read`` level pixels read every ``step``-th
+    from ``start`` covers its centre."""
+    level = ((np.arange(plane.start, plane.stop) + 0.5) / factor).astype(int)
+    return np.clip((level - start) // step, 0, read - 1)
 
 
 class MaskCrop(NamedTuple):

@@ -15,9 +15,10 @@ import torch
 
 from .frames import Normalization, model_input
 from .image import ImageSession, plane_fingerprint
-from .plane import LazyPlane
+from .plane import LazyPlane, PlaneLevel
 from .prompts import PromptSet
 from .window import (
+    LevelWindow,
     MaskCrop,
     Window,
     choose_window,
@@ -25,7 +26,6 @@ from .window import (
     crop_extent,
     prompt_extent,
     union,
-    upscale,
 )
 
 
@@ -47,16 +47,24 @@ class WindowedPlane:
     def shape(self) -> tuple[int, int]:
         return self.plane.shape
 
-    def predict(self, prompts: PromptSet, region: tuple | None = None) -> MaskCrop:
+    def predict(
+        self, prompts: PromptSet, region: tuple | None = None, level: PlaneLevel | None = None
+    ) -> MaskCrop:
         """The mask of ``prompts`` (validated, plane coordinates), cropped to its bounding box.
 
         ``region`` (min_row, min_col, max_row, max_col), e.g. the field of view, is the window
-        to segment in (grown to hold the prompts); by default one is chosen around them.
+        to segment in (grown to hold the prompts), read from ``level`` if given; by default a
+        window is chosen around the prompts.
         """
         extent = prompt_extent(prompts)
         if region is not None:
             window = covering_window(union(extent, region), self.shape, self.image_size)
-            return self.predict_in(window, prompts)
+            if level is None:
+                return self.predict_in(window, prompts)
+            on_level = LevelWindow.covering(
+                window, level.factors, level.plane.shape, self.image_size
+            )
+            return self.predict_in(on_level, prompts, level.plane)
         window = choose_window(extent, self.shape, self.image_size)
         crop = self.predict_in(window, prompts)
         if not crop.mask.any():
@@ -67,18 +75,19 @@ class WindowedPlane:
             crop = self.predict_in(grown, prompts)
         return crop
 
-    def predict_in(self, window: Window, prompts: PromptSet) -> MaskCrop:
-        """The mask of ``prompts`` segmented in ``window``, trimmed to its bounding box."""
-        self.embed(window)
+    def predict_in(
+        self, window: Window | LevelWindow, prompts: PromptSet, plane: LazyPlane | None = None
+    ) -> MaskCrop:
+        """The mask of ``prompts`` segmented in ``window`` read from ``plane`` (by default
+        this plane), trimmed to its bounding box."""
+        self.embed(window, plane or self.plane)
         mask, _ = self.session.predict(window.local(prompts))
         rows, cols = window.slices
-        return MaskCrop(
-            rows, cols, upscale(mask, window.step, (window.rows, window.cols))
-        ).trimmed()
+        return MaskCrop(rows, cols, window.upscaled(mask)).trimmed()
 
-    def embed(self, window: Window) -> None:
+    def embed(self, window: Window | LevelWindow, plane: LazyPlane) -> None:
         """Make ``window`` the session's frame, embedding it unless its pixels are cached."""
-        raw = self.plane.read(*window.read_slices)
+        raw = plane.read(*window.read_slices)
         key = (plane_fingerprint(raw), window, self.normalization)
         frame = None
         if not self.session.is_cached(key):

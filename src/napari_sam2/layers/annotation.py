@@ -302,7 +302,7 @@ class AnnotationSession:
             raise SAM2Error("Load a model and start annotating first.")
         if plane is None:
             plane = displayed_plane(self.viewer, self.image_layer, self.channel_axis)
-        region, scale = choose_scale(self.image_layer, plane, self.segmenter.model.image_size)
+        view, level, said = choose_scale(self.image_layer, plane, self.segmenter.model.image_size)
         return SegmentationRequest(
             self.image_layer,
             self.labels_layer,
@@ -312,8 +312,9 @@ class AnnotationSession:
             self.intensities().normalization,
             prompts or {},
             self.planes,
-            region,
-            scale,
+            view,
+            said,
+            level,
         )
 
     def label_request(self) -> SegmentationRequest:

@@ -6,7 +6,7 @@ layers' own transforms so scale and translate are respected.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -53,6 +53,14 @@ class Plane:
             return plane
         kept = [ax for ax, i in enumerate(self.index) if i is None]
         return np.moveaxis(plane, kept.index(self.channel_axis), -1)
+
+    def on_level(self, factors, shape) -> Plane:
+        """This plane in a pyramid level of ``shape``, ``factors`` times smaller an axis."""
+        index = tuple(
+            None if i is None else min(round(i / f), n - 1)
+            for i, f, n in zip(self.index, factors, shape, strict=False)
+        )
+        return replace(self, index=index)
 
     def labels_index(self) -> tuple:
         """Index of this plane in a labels array shaped like the image minus its channel axis."""
@@ -139,3 +147,32 @@ def pixels(layer):
                 f"shape {now} after {before}. Give the levels from the largest down."
             )
     return levels[0]
+
+
+@dataclass(frozen=True)
+class PyramidLevel:
+    """A coarser level of a multiscale layer: its number, its pixels, the plane on it, and
+    the level-0 pixels one of its pixels spans along the plane's rows and columns."""
+
+    index: int
+    data: object
+    plane: Plane
+    factors: tuple[float, float]
+
+
+def coarsest_level(
+    layer, plane: Plane, seen: tuple[float, float], least: int
+) -> PyramidLevel | None:
+    """The coarsest level of a multiscale layer on which ``seen`` (rows, cols of level 0)
+    still spans at least ``least`` pixels a side; None where only level 0 does."""
+    if not getattr(layer, "multiscale", False):
+        return None
+    full, found = pixels(layer).shape, None
+    for n, data in enumerate(list(layer.data)[1:], start=1):
+        factors = np.divide(full, data.shape)
+        rows, cols = float(factors[plane.rows_axis]), float(factors[plane.cols_axis])
+        same_channels = plane.channel_axis is None or factors[plane.channel_axis] == 1
+        if not same_channels or max(seen[0] / rows, seen[1] / cols) < least:
+            break
+        found = PyramidLevel(n, data, plane.on_level(factors, data.shape), (rows, cols))
+    return found

@@ -13,7 +13,7 @@ from ..engine.frames import Normalization, select_channels
 from ..engine.plane import is_dask
 from ..engine.prompts import PromptSet
 from ..engine.segmenter import Segmenter
-from .plane import Plane
+from .plane import Plane, PyramidLevel, coarsest_level
 
 
 class PlaneReader:
@@ -57,21 +57,25 @@ def field_of_view(layer, plane: Plane) -> tuple[float, float, float, float] | No
 
 def choose_scale(
     layer, plane: Plane, image_size: int
-) -> tuple[tuple[float, float, float, float] | None, str]:
-    """What the user sees decides the scale: (region to segment in, what the widget says).
+) -> tuple[tuple[float, float, float, float] | None, PyramidLevel | None, str]:
+    """What the user sees decides the scale: (region to segment in, pyramid level to read it
+    from, what the widget says).
 
     A plane no larger than the model input is segmented whole. On a larger one, a view that
     shows more than the model input (zoomed out) is segmented as a whole, downsampled to the
-    model input; a closer view gets a native-resolution window around the prompts.
+    model input, from the coarsest level of a multiscale layer that still shows it at the
+    model input or finer; a closer view gets a native-resolution window around the prompts.
     """
     shape = plane.shape(layer.data)
     if max(shape) <= image_size:
-        return None, ""
+        return None, None, ""
     view = field_of_view(layer, plane)
-    if view is not None and max(view[2] - view[0], view[3] - view[1]) > image_size:
-        side = max(view[2] - view[0], view[3] - view[1])
-        return view, f"segmented on the field of view at 1:{side / image_size:.1f}"
-    return None, "segmented at native resolution (zoom out to segment what you see)"
+    seen = None if view is None else (view[2] - view[0], view[3] - view[1])
+    if seen is not None and max(seen) > image_size:
+        level = coarsest_level(layer, plane, seen, image_size)
+        said = f"segmented on the field of view at 1:{max(seen) / image_size:.1f}"
+        return view, level, said + ("" if level is None else f" (pyramid level {level.index})")
+    return None, None, "segmented at native resolution (zoom out to segment what you see)"
 
 
 @dataclass
@@ -94,6 +98,7 @@ class SegmentationRequest:
     # the plane is larger than the model input and so is the view; None: a native window.
     region: tuple[float, float, float, float] | None = None
     scale: str = ""  # which scale was used, for the widget to say
+    level: PyramidLevel | None = None  # a multiscale layer's level to read the region from
 
 
 def embed(segmenter: Segmenter, request: SegmentationRequest) -> None:
@@ -103,10 +108,12 @@ def embed(segmenter: Segmenter, request: SegmentationRequest) -> None:
         raw = request.plane.view(request.data)
     else:
         raw = request.planes.read(request.data, request.plane)
-    channel_axis = -1 if raw.ndim == 3 else None
-    segmenter.set_plane(
-        select_channels(raw, channel_axis, request.channels), request.normalization
-    )
+    segmenter.set_plane(_picked(raw, request.channels), request.normalization)
+
+
+def _picked(raw, channels: tuple[int, ...] | None):
+    """A (H, W[, C]) plane with the model's channels picked."""
+    return select_channels(raw, -1 if raw.ndim == 3 else None, channels)
 
 
 def compute(segmenter: Segmenter, request: SegmentationRequest) -> dict:
@@ -115,6 +122,9 @@ def compute(segmenter: Segmenter, request: SegmentationRequest) -> dict:
     Returns {object id: ``MaskCrop``, or None to remove it, or a SAM2Error for a bad prompt}.
     """
     results: dict = {}
+    level = request.level
+    if level is not None:
+        level = (_picked(level.plane.view(level.data), request.channels), level.factors)
     with segmenter.lock:
         embed(segmenter, request)
         for obj, prompts in request.prompts.items():
@@ -124,7 +134,7 @@ def compute(segmenter: Segmenter, request: SegmentationRequest) -> dict:
             try:
                 results[obj] = segmenter.predict_crop(
                     prompts.points, prompts.point_labels, prompts.box, prompts.mask,
-                    region=request.region,
+                    region=request.region, level=level,
                 )  # fmt: skip
             except SAM2Error as err:
                 results[obj] = err
