@@ -68,3 +68,24 @@ def test_closing_the_tiled_generator_cancels(random_segmenter):
     assert first.done == 0 and second.done == 1 and first.total == 25
     work.close()
     assert random_segmenter.predict(points=[(10, 10)]).shape == (1500, 1500)
+
+
+def test_an_object_wider_than_the_overlap_comes_out_once_and_whole(micro_segmenter):
+    """A disk 150 px across centred on the line between two tiles' interiors: each of the two
+    tiles cuts it (the overlap is 96 px), so neither keeps it; it comes out as one label
+    covering it, and the three small disks around it as theirs."""
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[:256, :1100]
+    image = rng.normal(200, 15, rows.shape)
+    disks = [(128, 336, 75), (70, 850, 22), (170, 540, 25), (60, 100, 22)]
+    for r, c, radius in disks:
+        image += 1500 / (1 + np.exp((np.hypot(rows - r, cols - c) - radius) / 2))
+    micro_segmenter.set_image(image.astype(np.uint16), contrast_limits=(150, 1800))
+    labels = micro_segmenter.segment_everything(points_per_side=8)
+    for r, c, radius in disks:
+        disk = np.hypot(rows - r, cols - c) < radius
+        ids, counts = np.unique(labels[disk], return_counts=True)
+        best = ids[np.argmax(counts)]
+        assert best and ((labels == best) & disk).sum() / ((labels == best) | disk).sum() > 0.8
+        inside = [i for i in ids if i and ((labels == i) & disk).sum() > 0.5 * (labels == i).sum()]
+        assert inside == [best], (r, c, ids, counts)
