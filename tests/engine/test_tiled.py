@@ -7,6 +7,7 @@ from napari_sam2 import Segmenter
 from napari_sam2.engine.mosaic import f1_at_half, make_mosaic
 from napari_sam2.engine.synthetic import synthetic_cells
 from napari_sam2.engine.tiled import interior, tile_grid
+from tests.engine.masks import DISKS, disk_mask, iou, wide_disks
 
 # A point every 38 px of a 384 px tile: enough for these cells, and two decoder batches a tile.
 OPTIONS = dict(points_per_side=10)
@@ -74,18 +75,16 @@ def test_an_object_wider_than_the_overlap_comes_out_once_and_whole(micro_segment
     """A disk 150 px across centred on the line between two tiles' interiors: each of the two
     tiles cuts it (the overlap is 96 px), so neither keeps it; it comes out as one label
     covering it, and the three small disks around it as theirs."""
-    rng = np.random.default_rng(0)
-    rows, cols = np.mgrid[:256, :1100]
-    image = rng.normal(200, 15, rows.shape)
-    disks = [(128, 336, 75), (70, 850, 22), (170, 540, 25), (60, 100, 22)]
-    for r, c, radius in disks:
-        image += 1500 / (1 + np.exp((np.hypot(rows - r, cols - c) - radius) / 2))
-    micro_segmenter.set_image(image.astype(np.uint16), contrast_limits=(150, 1800))
+    micro_segmenter.set_image(wide_disks(), contrast_limits=(150, 1800))
     labels = micro_segmenter.segment_everything(points_per_side=8)
-    for r, c, radius in disks:
-        disk = np.hypot(rows - r, cols - c) < radius
-        ids, counts = np.unique(labels[disk], return_counts=True)
-        best = ids[np.argmax(counts)]
-        assert best and ((labels == best) & disk).sum() / ((labels == best) | disk).sum() > 0.8
-        inside = [i for i in ids if i and ((labels == i) & disk).sum() > 0.5 * (labels == i).sum()]
-        assert inside == [best], (r, c, ids, counts)
+    for disk in DISKS:
+        assert_one_label_covers(labels, disk_mask(labels.shape, disk))
+
+
+def assert_one_label_covers(labels: np.ndarray, mask: np.ndarray) -> None:
+    """One label matches ``mask`` at IoU > 0.8, and no other lies mostly inside it."""
+    ids, counts = np.unique(labels[mask], return_counts=True)
+    best = ids[np.argmax(counts)]
+    assert best and iou(labels == best, mask) > 0.8, (ids, counts)
+    inside = [i for i in ids if i and (labels[mask] == i).sum() > 0.5 * (labels == i).sum()]
+    assert inside == [best], (ids, counts)
