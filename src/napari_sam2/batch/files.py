@@ -20,7 +20,9 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
 ZARR_SUFFIXES = (".zarr",)
 FORMATS = ("tif", "png", "npy", "zarr")
 _TEMP_PREFIX = ".~napari-sam2-"
-_ZARR_CHUNK = 4096  # zarr labels are written in chunks of at most this many pixels a side
+# zarr labels are chunked this many pixels a side at most, and written a plane and a row of
+# chunks at a time (labels in a memory map are then never all in memory).
+_ZARR_CHUNK = 2048
 
 
 def output_stem(path: Path) -> str:
@@ -186,7 +188,10 @@ def write_labels(labels: np.ndarray, path: str | Path, fmt: str) -> Path:
             array = zarr.create_array(
                 str(temporary), shape=labels.shape, dtype=labels.dtype, chunks=chunks
             )
-            array[...] = labels
+            for index in np.ndindex(labels.shape[:-2]):
+                for row in range(0, labels.shape[-2], plane[0]):
+                    band = (*index, slice(row, row + plane[0]))
+                    array[band] = labels[band]
         _commit(temporary, path)
     finally:
         if temporary.is_dir():
