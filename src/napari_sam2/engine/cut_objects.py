@@ -36,6 +36,17 @@ def cut_extents(found, labels: np.ndarray) -> list[Extent]:
         for _, crop in tile.cut:
             if (labels[crop.rows, crop.cols][crop.mask] > 0).mean() < 0.5:
                 pieces.append((tile.tile, crop))
+    extents = []
+    for group in _objects(pieces):
+        extent = reduce(union, (core_extent(crop) for _, crop in group))
+        side = max(max(tile.rows, tile.cols) for tile, _ in group)
+        if len(group) > 1 and max(extent[2] - extent[0], extent[3] - extent[1]) <= side:
+            extents.append(extent)
+    return extents
+
+
+def _objects(pieces: list[tuple[Window, MaskCrop]]) -> list[list[tuple[Window, MaskCrop]]]:
+    """The pieces grouped by object: pieces of different tiles that agree join one group."""
     parent = list(range(len(pieces)))
 
     def root(i: int) -> int:
@@ -46,22 +57,15 @@ def cut_extents(found, labels: np.ndarray) -> list[Extent]:
 
     boxes = np.array([crop_extent(crop) for _, crop in pieces]).reshape(-1, 4)
     for i, (tile, _) in enumerate(pieces):
-        touching = (boxes[i + 1 :, :2] < boxes[i, 2:]).all(1) & (
-            boxes[i + 1 :, 2:] > boxes[i, :2]
-        ).all(1)
+        later = boxes[i + 1 :]
+        touching = (later[:, :2] < boxes[i, 2:]).all(1) & (later[:, 2:] > boxes[i, :2]).all(1)
         for j in np.flatnonzero(touching) + i + 1:
             if pieces[j][0] != tile and _agree(pieces[i], pieces[j]):
                 parent[root(i)] = root(int(j))
     groups: dict[int, list[tuple[Window, MaskCrop]]] = {}
     for i, piece in enumerate(pieces):
         groups.setdefault(root(i), []).append(piece)
-    extents = []
-    for group in groups.values():
-        extent = reduce(union, (core_extent(crop) for _, crop in group))
-        side = max(max(tile.rows, tile.cols) for tile, _ in group)
-        if len(group) > 1 and max(extent[2] - extent[0], extent[3] - extent[1]) <= side:
-            extents.append(extent)
-    return extents
+    return list(groups.values())
 
 
 def core_extent(crop: MaskCrop) -> Extent:
