@@ -12,7 +12,11 @@ unless ``--model`` names another (random weights: speed only):
   before ``set_image``, after it, after the first click and after ``--zarr-clicks`` clicks
   spread over the plane, and the click latencies;
 * ``everything``: tiled segment everything on a ``--everything-size``² mosaic: seconds per
-  megapixel, and F1 at IoU 0.5 against the same on three of its tiles alone.
+  megapixel, and F1 at IoU 0.5 against the same on three of its tiles alone;
+* ``wide``: tiled segment everything on a ``--wide-size``² plane of ``--wide-cells`` cells of
+  radius ``--wide-radius`` (wider than the tiles' 96 px overlap): objects lost (no label at
+  IoU 0.5) and F1, with the cut objects segmented again (``engine.cut_objects``) and without
+  (run only when named in ``--parts``).
 
 Examples::
 
@@ -164,6 +168,51 @@ def bench_everything(seg, images, labels, size, points, record, fields) -> None:
     record("f1_native", round(float(np.mean(native)), 4), "F1", **here)
 
 
+def bench_wide(seg, size, cells, radius, points, record, fields) -> None:
+    from napari_sam2.engine.automatic import AutomaticOptions
+    from napari_sam2.engine.cut_objects import resegment_cut
+    from napari_sam2.engine.mosaic import f1_at_half
+    from napari_sam2.engine.plane import LazyPlane
+    from napari_sam2.engine.synthetic import synthetic_cells
+    from napari_sam2.engine.tiled import iter_tile, stitch_tiles, tile_grid
+
+    image, truth = synthetic_cells((size, size), n_cells=cells, seed=0, radius=radius)
+    plane, options = LazyPlane(image), AutomaticOptions(points_per_side=points)
+    normalization = plane.normalization()
+    found = []
+    start = time.perf_counter()
+    for n in range(len(tile_grid(plane.shape, 384))):
+        work = iter_tile(seg.model, plane, normalization, options, n)
+        while True:
+            try:
+                next(work)
+            except StopIteration as done:
+                found.append(done.value)
+                break
+    seconds = time.perf_counter() - start
+    here = dict(fields, data="wide cells", size=size, radius=radius, points_per_side=points)
+    record("tiles_s", round(seconds, 1), "s", tiles=len(found), **here)
+    for again in (False, True):
+
+        def resegment(extents):
+            return resegment_cut(seg.model, plane, normalization, extents, options)
+
+        start = time.perf_counter()
+        labels = stitch_tiles(found, plane.shape, options, resegment if again else lambda e: [])
+        lost = sum(not _matched(labels, truth == k) for k in np.unique(truth)[1:])
+        kind = dict(here, cut_objects_again=again, stitch_s=round(time.perf_counter() - start, 1))
+        record("lost_objects", int(lost), "objects", of=int(truth.max()), **kind)
+        record("f1", round(f1_at_half(labels, truth), 4), "F1", **kind)
+
+
+def _matched(labels: np.ndarray, truth: np.ndarray) -> bool:
+    """Whether one label covers ``truth`` at IoU 0.5."""
+    ids, counts = np.unique(labels[truth], return_counts=True)
+    return any(
+        i and c / (truth | (labels == i)).sum() >= 0.5 for i, c in zip(ids, counts, strict=True)
+    )
+
+
 def tables(lines: list[dict]) -> str:
     """The performance page's tables of this benchmark's JSON lines (``bench/report.py``)."""
     runs: dict = {}
@@ -219,6 +268,9 @@ def main() -> None:
     parser.add_argument("--zarr-clicks", type=int, default=10)
     parser.add_argument("--everything-size", type=int, default=2048)
     parser.add_argument("--points-per-side", type=int, default=16)
+    parser.add_argument("--wide-size", type=int, default=1152)
+    parser.add_argument("--wide-cells", type=int, default=30)
+    parser.add_argument("--wide-radius", type=float, default=60)
     args = parser.parse_args()
 
     from napari_sam2 import Segmenter
@@ -244,6 +296,9 @@ def main() -> None:
     if "everything" in args.parts:
         size, points = args.everything_size, args.points_per_side
         bench_everything(seg, images, labels, size, points, record, fields)
+    if "wide" in args.parts:
+        wide = args.wide_size, args.wide_cells, args.wide_radius, args.points_per_side
+        bench_wide(seg, *wide, record, fields)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .engine.errors import SAM2Error
 
@@ -102,6 +103,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
             if bar is None:
                 bar = _progress_bar(progress.total)
             result = progress.result
+            if result is None:  # a tile of a large file
+                name, done, tiles = progress.tile
+                bar.set_postfix_str(f"{Path(name).name}: tile {done}/{tiles}")
+                continue
             counts[result.status] += 1
             if result.status == "failed":
                 bar.write(f"failed: {result.source}: {result.error}", file=sys.stderr)

@@ -7,6 +7,7 @@ from napari_sam2 import Segmenter
 from napari_sam2.engine.mosaic import f1_at_half, make_mosaic
 from napari_sam2.engine.synthetic import synthetic_cells
 from napari_sam2.engine.tiled import interior, tile_grid
+from tests.engine.masks import DISKS, disk_mask, iou, wide_disks
 
 # A point every 38 px of a 384 px tile: enough for these cells, and two decoder batches a tile.
 OPTIONS = dict(points_per_side=10)
@@ -68,3 +69,22 @@ def test_closing_the_tiled_generator_cancels(random_segmenter):
     assert first.done == 0 and second.done == 1 and first.total == 25
     work.close()
     assert random_segmenter.predict(points=[(10, 10)]).shape == (1500, 1500)
+
+
+def test_an_object_wider_than_the_overlap_comes_out_once_and_whole(micro_segmenter):
+    """A disk 150 px across centred on the line between two tiles' interiors: each of the two
+    tiles cuts it (the overlap is 96 px), so neither keeps it; it comes out as one label
+    covering it, and the three small disks around it as theirs."""
+    micro_segmenter.set_image(wide_disks(), contrast_limits=(150, 1800))
+    labels = micro_segmenter.segment_everything(points_per_side=8)
+    for disk in DISKS:
+        assert_one_label_covers(labels, disk_mask(labels.shape, disk))
+
+
+def assert_one_label_covers(labels: np.ndarray, mask: np.ndarray) -> None:
+    """One label matches ``mask`` at IoU > 0.8, and no other lies mostly inside it."""
+    ids, counts = np.unique(labels[mask], return_counts=True)
+    best = ids[np.argmax(counts)]
+    assert best and iou(labels == best, mask) > 0.8, (ids, counts)
+    inside = [i for i in ids if i and (labels[mask] == i).sum() > 0.5 * (labels == i).sum()]
+    assert inside == [best], (ids, counts)

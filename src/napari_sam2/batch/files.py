@@ -20,6 +20,9 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
 ZARR_SUFFIXES = (".zarr",)
 FORMATS = ("tif", "png", "npy", "zarr")
 _TEMP_PREFIX = ".~napari-sam2-"
+# zarr labels are chunked this many pixels a side at most, and written a plane and a row of
+# chunks at a time (labels in a memory map are then never all in memory).
+_ZARR_CHUNK = 2048
 
 
 def output_stem(path: Path) -> str:
@@ -68,8 +71,12 @@ def _is_supported(path: Path) -> bool:
     )
 
 
-def read_image(path: str | Path):
-    """The array in an image file (numpy) or an (OME-)Zarr store (lazy dask), squeezed."""
+def read_image(path: str | Path, lazy: bool = False):
+    """The array in an image file (numpy) or an (OME-)Zarr store (lazy dask), squeezed.
+
+    ``lazy`` opens a TIFF (over tifffile's zarr store) and an NPY (memory-mapped) as dask
+    arrays too, so that reading a tile of it reads only that tile's part of the file.
+    """
     path = Path(path)
     try:
         if _is_zarr(path):
@@ -77,9 +84,13 @@ def read_image(path: str | Path):
         elif path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            data = tifffile.imread(path)
+            data = _lazy_tiff(path) if lazy else tifffile.imread(path)
         elif path.suffix.lower() == ".npy":
-            data = np.load(path, allow_pickle=False)
+            data = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+            if lazy:  # as dask, so that it is read (and sampled) like the other lazy arrays
+                import dask.array as da
+
+                data = da.from_array(data)
         else:
             import imageio.v3 as iio
 
@@ -95,6 +106,15 @@ def read_image(path: str | Path):
     while data.ndim > 2 and data.shape[0] == 1:
         data = data[0]
     return data
+
+
+def _lazy_tiff(path: Path):
+    import dask.array as da
+    import tifffile
+    import zarr
+
+    node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+    return da.from_zarr(node if isinstance(node, zarr.Array) else node["0"])
 
 
 def _read_zarr(path: Path):
@@ -126,7 +146,8 @@ def plane_layout(data) -> tuple[bool, bool]:
     return spatial == 3, rgb
 
 
-def _temporary(path: Path) -> Path:
+def temporary_path(path: Path) -> Path:
+    """A hidden name next to ``path`` to write it under until it is complete."""
     return path.with_name(f"{_TEMP_PREFIX}{uuid.uuid4().hex[:8]}-{path.name}")
 
 
@@ -146,7 +167,7 @@ def write_labels(labels: np.ndarray, path: str | Path, fmt: str) -> Path:
         raise SAM2Error(
             "PNG holds one 2D plane with ids below 65536: use --format tif for stacks."
         )
-    temporary = _temporary(path)
+    temporary = temporary_path(path)
     try:
         if fmt == "tif":
             import tifffile
@@ -162,11 +183,15 @@ def write_labels(labels: np.ndarray, path: str | Path, fmt: str) -> Path:
         else:
             import zarr
 
-            chunks = (1, *labels.shape[-2:]) if labels.ndim == 3 else labels.shape
+            plane = tuple(min(n, _ZARR_CHUNK) for n in labels.shape[-2:])
+            chunks = (1, *plane) if labels.ndim == 3 else plane
             array = zarr.create_array(
                 str(temporary), shape=labels.shape, dtype=labels.dtype, chunks=chunks
             )
-            array[...] = labels
+            for index in np.ndindex(labels.shape[:-2]):
+                for row in range(0, labels.shape[-2], plane[0]):
+                    band = (*index, slice(row, row + plane[0]))
+                    array[band] = labels[band]
         _commit(temporary, path)
     finally:
         if temporary.is_dir():
@@ -176,11 +201,17 @@ def write_labels(labels: np.ndarray, path: str | Path, fmt: str) -> Path:
     return path
 
 
-def rle_encode(mask: np.ndarray) -> dict:
-    """COCO uncompressed RLE of a boolean (H, W) mask: column-major runs, starting with 0s."""
-    height, width = mask.shape
+def rle_encode(
+    mask: np.ndarray, origin: tuple[int, int] = (0, 0), size: tuple[int, int] | None = None
+) -> dict:
+    """COCO uncompressed RLE of a boolean mask: column-major runs, starting with 0s.
+
+    ``mask`` may be a crop at ``origin`` (row, col) of an image of ``size`` (height, width),
+    so that an object of a huge plane is encoded without a plane-sized mask.
+    """
+    height, width = mask.shape if size is None else size
     cols, rows = np.nonzero(mask.T)  # column-major order, as COCO counts run
-    index = cols * height + rows
+    index = (cols.astype(np.int64) + origin[1]) * height + rows + origin[0]
     if index.size == 0:
         return {"size": [height, width], "counts": [height * width]}
     breaks = np.flatnonzero(np.diff(index) != 1) + 1
@@ -216,7 +247,7 @@ def coco_annotations(labels: np.ndarray, file_name: str) -> dict:
         for label, box in enumerate(ndimage.find_objects(plane), start=1):
             if box is None:
                 continue
-            mask = plane == label
+            mask = plane[box] == label
             rows, cols = box
             annotations.append(
                 {
@@ -224,7 +255,7 @@ def coco_annotations(labels: np.ndarray, file_name: str) -> dict:
                     "image_id": t + 1,
                     "category_id": 1,
                     "label": label,
-                    "segmentation": rle_encode(mask),
+                    "segmentation": rle_encode(mask, (rows.start, cols.start), (height, width)),
                     "area": int(mask.sum()),
                     "bbox": _xywh(rows, cols),
                     "iscrowd": 0,
@@ -243,7 +274,7 @@ def _xywh(rows: slice, cols: slice) -> list[int]:
 
 def write_coco(labels: np.ndarray, path: str | Path, file_name: str) -> Path:
     path = Path(path)
-    temporary = _temporary(path)
+    temporary = temporary_path(path)
     try:
         temporary.write_text(json.dumps(coco_annotations(labels, file_name)))
         _commit(temporary, path)
@@ -258,7 +289,7 @@ def check_writable(folder: str | Path) -> Path:
     folder = Path(folder).resolve()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = _temporary(folder / "probe")
+        probe = temporary_path(folder / "probe")
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:

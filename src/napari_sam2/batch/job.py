@@ -216,8 +216,10 @@ class FileResult:
 
 @dataclass(frozen=True)
 class BatchProgress:
-    """``done`` of ``total`` files finished; ``result`` is the one that just finished."""
+    """``done`` of ``total`` files finished; ``result`` is the one that just finished, or None
+    when a tile of a large file finished: ``tile`` is then (file, tiles done, its tiles)."""
 
     done: int
     total: int
-    result: FileResult
+    result: FileResult | None
+    tile: tuple[str, int, int] | None = None

@@ -11,6 +11,7 @@ from ..engine.errors import SAM2Error
 from .files import FORMATS, check_writable, find_inputs
 from .job import BatchJob, BatchProgress, FileResult, PostProcessing
 from .segment import process_file
+from .tiles import model_image_size, segment_here, tiled_file
 
 
 def iter_batch(
@@ -77,42 +78,72 @@ def iter_batch(
         return results
     checkpoint = None if checkpoint is None else str(Path(checkpoint).resolve())
 
+    image_size = model_image_size(model) if segmenter is None else segmenter.model.image_size
+    tiled = {source: tiled_file(source, job, image_size) for source in todo}
+
     if scheduler is None and workers == 0:
         if segmenter is None:
             from ..engine.segmenter import Segmenter
 
             segmenter = Segmenter(model, device, checkpoint)
         for source in todo:
-            results.append(process_file(segmenter, source, job))
+            if tiled[source] is None:
+                results.append(process_file(segmenter, source, job))
+            else:
+
+                def progress(tile):
+                    return BatchProgress(len(results), total, None, tile)
+
+                results.append((yield from segment_here(segmenter.model, tiled[source], progress)))
             yield BatchProgress(len(results), total, results[-1])
         return results
 
     from distributed import as_completed
 
-    from .workers import SegmenterPlugin, connect, process_on_worker
+    from .workers import SegmenterPlugin, connect, cut_on_worker, process_on_worker, tile_on_worker
 
     threads = None
     if scheduler is None and processes:
         threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
     client, cluster = connect(scheduler, workers, processes)
-    futures = []
+    done_tiled: set = set()
+    work: dict = {}  # future → the file it processes, or (TiledFile, TileTask) of a tile
+
+    def cut_objects(task, extents):
+        futures = [client.submit(cut_on_worker, task, [e], pure=False) for e in extents]
+        return [crop for crops in client.gather(futures) for crop in crops]
+
     try:
         client.register_plugin(SegmenterPlugin(model, checkpoint, device, threads))
-        sources_of = {
-            client.submit(process_on_worker, str(s), job, pure=False): str(s) for s in todo
-        }
-        futures = list(sources_of)
-        for future in as_completed(futures):
+        for source in todo:
+            if tiled[source] is None:
+                work[client.submit(process_on_worker, str(source), job, pure=False)] = source
+            for task in tiled[source].tasks if tiled[source] is not None else ():
+                work[client.submit(tile_on_worker, task, pure=False)] = (tiled[source], task)
+        for future in as_completed(list(work)):
+            what, result = work.pop(future), None
             try:
-                result = future.result()
+                if not isinstance(what, tuple):
+                    result = future.result()
+                elif what[0].source in done_tiled:
+                    continue  # a tile of a file that already failed
+                else:
+                    complete = what[0].add(what[1], future.result())
+                    yield BatchProgress(len(results), total, None, what[0].tiles_done)
+                    if not complete:
+                        continue
+                    result = what[0].finish(cut_objects)
             except Exception as err:  # a worker died or the task could not run
+                source = what[0].source if isinstance(what, tuple) else what
                 message = f"{type(err).__name__}: {err}"
-                result = FileResult(sources_of[future], "failed", error=message)
+                result = FileResult(str(source), "failed", error=message)
+            if isinstance(what, tuple):
+                done_tiled.add(what[0].source)
             results.append(result)
             yield BatchProgress(len(results), total, result)
     finally:
-        if futures:
-            client.cancel(futures)
+        if work:
+            client.cancel(list(work))
         client.close()
         if cluster is not None:
             cluster.close()

@@ -15,6 +15,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ..engine.errors import SAM2Error
 from .job import BatchJob, FileResult
 from .segment import process_file
+from .tiles import TileTask, run_cut, run_tile
 
 PLUGIN_NAME = "napari-sam2-segmenter"
 SCHEDULER_TIMEOUT_S = 5.0
@@ -64,6 +65,20 @@ def process_on_worker(source: str, job: BatchJob) -> FileResult:
         except Exception as err:
             return FileResult(source, "failed", error=f"Model could not be loaded: {err}")
         return process_file(segmenter, source, job)
+
+
+def tile_on_worker(task: TileTask):
+    """One tile of a large plane, on this worker's model (``tiles.run_tile``)."""
+    plugin = get_worker().plugins[PLUGIN_NAME]
+    with plugin.lock:
+        return run_tile(plugin.segmenter().model, task)
+
+
+def cut_on_worker(task: TileTask, extents: list) -> list:
+    """Objects the tiles of ``task``'s plane cut, segmented on this worker's model."""
+    plugin = get_worker().plugins[PLUGIN_NAME]
+    with plugin.lock:
+        return run_cut(plugin.segmenter().model, task, extents)
 
 
 def connect(scheduler: str | None, workers: int, processes: bool = True):

@@ -23,6 +23,9 @@ from .errors import SAM2Error
 from .models import inference_context
 from .window import MaskCrop
 
+# finish_labels reads and rewrites labels in bands of about this many pixels.
+_BAND_PIXELS = 1 << 24
+
 
 @dataclass(frozen=True)
 class AutomaticOptions:
@@ -253,15 +256,34 @@ def paint_crops(
     consecutive.
     """
     labels = np.zeros(shape, dtype=np.int32)
+    return finish_labels(labels, paint_masks(masks, labels, options), options)
+
+
+def paint_masks(
+    masks: list[tuple[int, MaskCrop]], labels: np.ndarray, options: AutomaticOptions
+) -> int:
+    """Paint the masks of at least ``min_area`` into ``labels`` (numpy or a memory map) as
+    ids 1..n in ``paint_crops``'s order; returns n."""
     kept = [m for m in masks if m[0] >= options.min_area]
     kept.sort(key=lambda m: m[0], reverse=options.larger_first)
     for label, (_, crop) in enumerate(kept, start=1):
         labels[crop.rows, crop.cols][crop.mask] = label
-    if not kept:
+    return len(kept)
+
+
+def finish_labels(labels: np.ndarray, count: int, options: AutomaticOptions) -> np.ndarray:
+    """Remove from ``labels`` (ids 1..count) the ids left smaller than ``min_area`` and make
+    the others consecutive, in place, a band of rows at a time (a memory map stays mapped)."""
+    if count == 0:
         return labels
-    areas = np.bincount(labels.ravel(), minlength=len(kept) + 1)
+    band = max(1, _BAND_PIXELS // max(labels.shape[1], 1))
+    areas = np.zeros(count + 1, dtype=np.int64)
+    for row in range(0, labels.shape[0], band):
+        areas += np.bincount(labels[row : row + band].ravel(), minlength=count + 1)
     survivors = areas >= max(options.min_area, 1)
     survivors[0] = False
-    lookup = np.zeros(len(areas), dtype=np.int32)
+    lookup = np.zeros(count + 1, dtype=np.int32)
     lookup[survivors] = np.arange(1, survivors.sum() + 1, dtype=np.int32)
-    return lookup[labels]
+    for row in range(0, labels.shape[0], band):
+        labels[row : row + band] = lookup[labels[row : row + band]]
+    return labels
