@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .synthetic import CellShape, _gaussian_blur, _illumination, _random_shape, _smooth_noise
+from .synthetic_scene import CellShape, _gaussian_blur, _illumination, _random_shape, _smooth_noise
 
 __all__ = ["synthetic_nuclei", "synthetic_nuclei_stack"]
 
