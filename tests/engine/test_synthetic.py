@@ -1,7 +1,5 @@
 """The synthetic data generator: shapes, dtypes, determinism and labels that match the image."""
 
-import hashlib
-
 import numpy as np
 import pytest
 
@@ -96,26 +94,30 @@ def test_clip_zstack_grows_then_shrinks():
     assert np.all(np.diff(area[: mid - 1]) >= -5) and np.all(np.diff(area[mid + 1 :]) <= 5)
 
 
-def _digest(*arrays):
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
+def _summary(image, labels) -> tuple[list[int], float]:
+    """Pixels per label and mean intensity: what a change to the generator changes, robust
+    to the last-bit differences of float kernels between CPUs (which an exact hash is not)."""
+    return np.bincount(labels.ravel()).tolist(), float(image.mean())
 
 
 def test_same_seed_gives_the_pinned_output():
-    """Training and the tests' fixtures depend on these exact images: a change to them shows."""
-    cells = synthetic_cells((96, 128), n_cells=5, dtype=np.uint8, seed=4, touching=True)
-    assert _digest(*cells) == "e36399e7ef2fe06f"
+    """Training and the tests' fixtures depend on these images: a change to them shows."""
     pinned = {
-        "smooth": "9cf3c71a7ba7bdf7",
-        "static": "e83539e4bb3b0731",
-        "zstack": "0076678b5b6e603f",
+        "cells": ([9556, 611, 748, 422, 343, 608], 86.503),
+        "smooth": ([108449, 3601, 6941, 3889], 10448.283),
+        "static": ([108090, 5120, 6140, 3530], 10476.403),
+        "zstack": ([112485, 3974, 3699, 2722], 9593.548),
     }
-    for motion, digest in pinned.items():
+    made = {"cells": synthetic_cells((96, 128), n_cells=5, dtype=np.uint8, seed=4, touching=True)}
+    for motion in ("smooth", "static", "zstack"):
         absent = (3, 6) if motion == "smooth" else None
-        clip = synthetic_clip(10, (96, 128), n_cells=3, seed=4, motion=motion, absent=absent)
-        assert _digest(*clip) == digest, motion
+        made[motion] = synthetic_clip(
+            10, (96, 128), n_cells=3, seed=4, motion=motion, absent=absent
+        )
+    for name, (areas, mean) in pinned.items():
+        got_areas, got_mean = _summary(*made[name])
+        np.testing.assert_allclose(got_areas, areas, atol=3, err_msg=name)
+        assert abs(got_mean - mean) < 1e-3 * mean, name
 
 
 def test_bad_arguments_raise():
