@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.automatic import AutomaticOptions
+from ..engine.automatic import AutomaticOptions, row_bands
 from ..engine.errors import SAM2Error
 from ..engine.frames import Normalization
 from ..engine.plane import LazyPlane, unread
@@ -59,7 +59,11 @@ def model_image_size(model: str) -> int:
 
 def open_plane(source: str | Path, index: int) -> LazyPlane:
     """Plane ``index`` of a file (0 for a single plane), opened lazily."""
-    data = read_image(source, lazy=True)
+    return plane_of(read_image(source, lazy=True), index)
+
+
+def plane_of(data, index: int) -> LazyPlane:
+    """Plane ``index`` of a file's array (``read_image(..., lazy=True)``) as a lazy plane."""
     stack, rgb = plane_layout(data)
     data = unread(data)
     plane = data[index] if stack else data
@@ -146,7 +150,7 @@ class TiledFile:
             if self.stack:
                 normalization = Normalization.for_data(planes, frame_axis=0)
             else:  # a plane: from a grid of patches, so the driver reads a bounded part
-                normalization = open_plane(source, 0).normalization()
+                normalization = plane_of(data, 0).normalization()
         count = len(tile_grid(self.shape[1:], base_side(image_size)))
         self.tasks = [
             TileTask(str(source), t, n, normalization, job.automatic)
@@ -213,8 +217,7 @@ def _fits_in_memory(shape: tuple[int, ...]) -> bool:
 
 def _count_objects(plane: np.ndarray) -> int:
     """Distinct non-zero ids of a plane, read a band of rows at a time."""
-    band = max(1, (1 << 24) // max(plane.shape[1], 1))
     ids: set[int] = set()
-    for row in range(0, plane.shape[0], band):
-        ids.update(np.unique(plane[row : row + band]).tolist())
+    for band in row_bands(plane.shape):
+        ids.update(np.unique(plane[band]).tolist())
     return len(ids - {0})

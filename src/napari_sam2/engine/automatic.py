@@ -23,7 +23,7 @@ from .errors import SAM2Error
 from .models import inference_context
 from .window import MaskCrop
 
-# finish_labels reads and rewrites labels in bands of about this many pixels.
+# Labels are read and rewritten in bands of rows of about this many pixels (``row_bands``).
 _BAND_PIXELS = 1 << 24
 
 
@@ -276,14 +276,20 @@ def finish_labels(labels: np.ndarray, count: int, options: AutomaticOptions) -> 
     the others consecutive, in place, a band of rows at a time (a memory map stays mapped)."""
     if count == 0:
         return labels
-    band = max(1, _BAND_PIXELS // max(labels.shape[1], 1))
     areas = np.zeros(count + 1, dtype=np.int64)
-    for row in range(0, labels.shape[0], band):
-        areas += np.bincount(labels[row : row + band].ravel(), minlength=count + 1)
+    for band in row_bands(labels.shape):
+        areas += np.bincount(labels[band].ravel(), minlength=count + 1)
     survivors = areas >= max(options.min_area, 1)
     survivors[0] = False
     lookup = np.zeros(count + 1, dtype=np.int32)
     lookup[survivors] = np.arange(1, survivors.sum() + 1, dtype=np.int32)
-    for row in range(0, labels.shape[0], band):
-        labels[row : row + band] = lookup[labels[row : row + band]]
+    for band in row_bands(labels.shape):
+        labels[band] = lookup[labels[band]]
     return labels
+
+
+def row_bands(shape: tuple[int, ...]) -> list[slice]:
+    """Slices of rows of a (rows, cols) plane of about ``_BAND_PIXELS`` pixels each, to read
+    or rewrite a plane (a memory map, say) a band at a time."""
+    band = max(1, _BAND_PIXELS // max(shape[1], 1))
+    return [slice(row, row + band) for row in range(0, shape[0], band)]
