@@ -92,6 +92,16 @@ Long z-stack clips (issue 17, ``--z-clips K --z-frames N``)
   and from the packaged weights at v2b's lr (keep its z-propagation, learn 2D from the
   current generator).
 
+Echo and crowded clips (issue 17, ``--echo R``)
+----------------------------------------------
+* Why: the GPU waited for the CPUs (two runs side by side: 83 steps in 330 s; on one core an
+  image takes 0.15-0.3 s to render, a 23-slice z-stack clip about 1 s). ``--echo R`` trains
+  each rendered image and clip R times (at most 8), each time under another of the square's
+  eight turns and mirror images, drawn at random from a pool of 4 steps' worth per worker
+  (tools/train_echo.py; the symmetries are exact on the model's grid, prompts included).
+* 40 % of the moving clips are crowded time-lapses (``synthetic_timelapse``: a third of the
+  field covered, cells touching and passing each other; no divisions in 8 frames).
+
 Commands used for the packaged checkpoint (each on one H100; see docs/micro-model.md)::
 
     # image mode: two calls, the second resumes from the first's model.pt / opt.pt
@@ -122,6 +132,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_echo import echoed, turn_clip_sample, turn_image_sample  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "src/napari_sam2/engine/configs/sam2.1_hiera_micro.yaml"
@@ -249,18 +262,25 @@ def decode(model, feats, index, coords=None, labels=None, mask_input=None, multi
 
 
 class ImageStream(torch.utils.data.IterableDataset):
-    """Endless synthetic images with their prompts; each worker has its own seed."""
+    """Endless synthetic images with their prompts; each worker has its own seed. ``echo``:
+    each image trains that many times, turned or mirrored (tools/train_echo.py)."""
 
-    def __init__(self, seed: int):
-        self.seed = seed
+    def __init__(self, seed: int, echo: int = 1, pool: int = 1):
+        self.seed, self.echo, self.pool = seed, echo, pool
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid = 0 if info is None else info.id
         torch.set_num_threads(1)
         rng = np.random.default_rng([self.seed, wid])
-        while True:
-            yield make_image_sample(rng)
+        box_slots = slice(PROMPTS["click"], PROMPTS["click"] + PROMPTS["box"])
+        yield from echoed(
+            iter(lambda: make_image_sample(rng), None),
+            rng,
+            self.echo,
+            self.pool,
+            lambda sample, k: turn_image_sample(sample, k, box_slots),
+        )
 
 
 def random_nuclei(rng: np.random.Generator):
@@ -563,6 +583,9 @@ VIDEO_OBJ = 2  # tracked objects per clip (at most)
 # least 16 too; with the clip length (8) the pointers' distances were scaled by 1/7 in training
 # and by 1/15 at inference.
 PTR_FRAMES = 16
+# Share of the moving clips that are crowded time-lapses (``synthetic_timelapse``, issue 17):
+# the real time-lapses' cells touch and pass each other; ``synthetic_clip``'s rarely meet.
+CROWDED_SHARE = 0.4
 
 
 class ClipStream(torch.utils.data.IterableDataset):
@@ -576,8 +599,10 @@ class ClipStream(torch.utils.data.IterableDataset):
         zstack: bool = True,
         z_frames: int = 0,
         both_ways: bool = True,
+        echo: int = 1,
+        pool: int = 1,
     ):
-        self.seed = seed
+        self.seed, self.echo, self.pool = seed, echo, pool
         self.progress = progress
         self.fixed = fixed  # the same clip forever (the overfitting check)
         self.zstack = zstack  # z-stacks among the (VIDEO_T-frame) clips
@@ -589,6 +614,9 @@ class ClipStream(torch.utils.data.IterableDataset):
         wid = 0 if info is None else info.id
         torch.set_num_threads(1)
         rng = np.random.default_rng([self.seed, 11 if self.z_frames else 7, wid])
+        yield from echoed(self._clips(rng), rng, self.echo, self.pool, turn_clip_sample)
+
+    def _clips(self, rng):
         while True:
             if self.fixed:
                 rng = np.random.default_rng([self.seed, 7])
@@ -608,7 +636,9 @@ def make_clip_sample(
     start and 10 % after 30 % of the run; the rest move smoothly (speed up to 3x the
     evaluation speed), are z-stacks (tracked from the widest slice, either way; none when
     ``zstack`` is false, i.e. when ``make_zstack_sample`` draws them), and 25 % of the moving
-    clips make cell 1 vanish for 1-3 frames.
+    clips make cell 1 vanish for 1-3 frames. A share ``CROWDED_SHARE`` of the moving clips are
+    crowded fields instead (``synthetic_timelapse``: a third of the field covered, cells touching
+    and sliding past each other; issue 17).
     """
     syn = _import_synthetic()
     h, w = (int(v) for v in rng.integers(160, 449, 2))
@@ -624,9 +654,18 @@ def make_clip_sample(
         k = int(rng.integers(1, 4))
         a = int(rng.integers(2, n_frames - k))
         absent = (a, a + k)
+    if motion == "smooth" and rng.random() < CROWDED_SHARE:
+        motion, absent = "crowded", None
     seed = int(rng.integers(1 << 31))
     dtype = np.uint8 if rng.random() < 0.4 else np.uint16
-    if motion == "zstack" and rng.random() < NUCLEI_SHARE:
+    if motion == "crowded":
+        from napari_sam2.engine.synthetic_timelapse import synthetic_timelapse
+
+        n_crowd = int(np.clip(0.35 * h * w / (math.pi * radius**2), 2, 80))
+        frames, labels, _ = synthetic_timelapse(
+            n_frames, (h, w), n_crowd, dtype, seed, divisions=0, entering=0, leaving=0
+        )
+    elif motion == "zstack" and rng.random() < NUCLEI_SHARE:
         from napari_sam2.engine.synthetic_nuclei import synthetic_nuclei_stack
 
         # Confocal nuclei, from nucleus 1's widest slice on: slices 4-15 % of a radius apart.
@@ -1054,6 +1093,12 @@ def main(argv=None) -> None:
     ap.add_argument("--z-weight", type=float, default=1.0)
     ap.add_argument("--z-workers", type=int, default=6)
     ap.add_argument("--workers", type=int, default=14)
+    ap.add_argument(
+        "--echo",
+        type=int,
+        default=1,
+        help="train each rendered image and clip this many times (<= 8), turned or mirrored",
+    )
     ap.add_argument("--clip-workers", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=150)
@@ -1147,7 +1192,7 @@ def main(argv=None) -> None:
     )
 
     loader = torch.utils.data.DataLoader(
-        ImageStream(args.seed * 1000 + meta["step"]),
+        ImageStream(args.seed * 1000 + meta["step"], args.echo, 4 * args.batch),
         batch_size=args.batch,
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
@@ -1160,10 +1205,20 @@ def main(argv=None) -> None:
     clip_it = z_it = None
     if args.clips:
         clip_it = _clip_batches(
-            ClipStream(seed, progress, zstack=not args.z_clips), args.clips, args.clip_workers
+            ClipStream(
+                seed, progress, zstack=not args.z_clips, echo=args.echo, pool=4 * args.clips
+            ),
+            args.clips,
+            args.clip_workers,
         )
     if args.z_clips:
-        stream = ClipStream(seed, z_frames=args.z_frames, both_ways=not args.z_one_way)
+        stream = ClipStream(
+            seed,
+            z_frames=args.z_frames,
+            both_ways=not args.z_one_way,
+            echo=args.echo,
+            pool=4 * args.z_clips,
+        )
         z_it = _clip_batches(stream, args.z_clips, args.z_workers)
     gen = torch.Generator().manual_seed(args.seed + meta["step"])
     out = Path(args.out)
