@@ -12,6 +12,7 @@ from napari.utils.notifications import show_warning
 
 from ..engine.errors import SAM2Error
 from ..engine.video.planning import DIRECTIONS
+from ..engine.video.timing import RunTimes
 from ..layers.plane import displayed_plane, move_to_frame
 from ..layers.prompts import prompted_objects
 from ..layers.propagation import LayerPropagation, frame_axes
@@ -34,7 +35,7 @@ class PropagationControls(Section):
         self._stream = None
 
         self._run: dict = {}  # the run in progress: start time, frames and object-frames done
-        self._seconds_per_object_frame: dict[int, float] = {}  # measured, by segmenter id
+        self._run_times: dict[int, RunTimes] = {}  # by segmenter id
 
         self.frame_axis = ComboBox(label="Along", choices=self._axes)
         self.frame_axis.tooltip = "The time or z axis to propagate along"
@@ -144,7 +145,8 @@ class PropagationControls(Section):
         self.update_estimate()
 
     def update_estimate(self, *_) -> None:
-        """Frames × objects × the measured time per object and frame, before pressing."""
+        """How long the frames of the prompted objects take, from the runs measured so far
+        (``RunTimes``), before pressing."""
         annotation, axis = self.annotation, self.frame_axis.value
         if axis is None or annotation.points_layer is None:
             self.estimate.value = ""
@@ -155,9 +157,10 @@ class PropagationControls(Section):
             self.estimate.value = "click an object first"
             return
         work = f"{frames} {self._unit(axis)}s × {objects} object{'s' * (objects > 1)}"
-        rate = self._seconds_per_object_frame.get(id(annotation.segmenter))
-        if rate is not None:
-            text = f"{work}: about {_duration(frames * objects * rate)}"
+        guess = self.run_times().estimate(frames, objects)
+        if guess is not None:
+            word, seconds = guess
+            text = f"{work}: {word} {_duration(seconds)}"
         elif annotation.embed_seconds is not None:
             least = _duration(frames * annotation.embed_seconds)
             text = f"{work}: at least {least} (measured once it runs)"
@@ -165,6 +168,10 @@ class PropagationControls(Section):
             text = f"{work} (time measured once it runs)"
         size = annotation.segmenter.model.image_size if annotation.segmenter else 1024
         self.estimate.value = text + frames_note(annotation, region_box(annotation), size)
+
+    def run_times(self) -> RunTimes:
+        """The runs measured with the current segmenter (its model on its device)."""
+        return self._run_times.setdefault(id(self.annotation.segmenter), RunTimes())
 
     def refresh(self) -> None:
         """Re-read the axes after the widget attached to another image."""
@@ -307,9 +314,9 @@ class PropagationControls(Section):
         self._stream.close()
         self.worker = None
         run, self._run = self._run, {}
-        if run.get("object_frames"):
-            rate = (time.perf_counter() - run["start"]) / run["object_frames"]
-            self._seconds_per_object_frame[id(self.annotation.segmenter)] = rate
+        if run.get("frames"):
+            seconds = time.perf_counter() - run["start"]
+            self.run_times().add(run["frames"], run["object_frames"], seconds)
         if self._alive:
             self._paint_strip()
             self.annotation.objects_changed.emit()

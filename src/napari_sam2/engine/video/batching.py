@@ -24,25 +24,26 @@ from .confidence import per_object, take_scores
 # (micro on a CPU: peak RSS 0.85 GiB with one object, 1.29 GiB with eight), and on a GPU a
 # larger batch gains little once the step fills it.
 MAX_BATCH = 64
-# Batch sizes a group of objects is padded to while CUDA graphs replay the step: a graph is
-# recorded per input shape, so padding keeps their number small as objects come and go.
-# Larger batches run without graphs: the GPU's work, not the host's launches, sets their pace
-# (H200, micro, 64 objects: 18.5 frames/s with graphs, 20.5 without, and the recordings
-# delayed the first mask).
-_SIZE_CLASSES = (1, 2, 4, 8, 16)
-GRAPH_MAX_BATCH = _SIZE_CLASSES[-1]
+# While CUDA graphs replay the step, a group of objects is padded to the next power of two (1,
+# 2, 4, ...): a graph is recorded per input shape, so padding keeps their number small as
+# objects come and go. Groups of more than this run without graphs and unpadded: the GPU's
+# work, not the host's launches, sets their pace (H200, micro, 64 objects: 18.5 frames/s with
+# graphs, 20.5 without, and the recordings delayed the first mask).
+GRAPH_MAX_BATCH = 16
 
 
 def size_class(n: int) -> int | None:
     """The batch size a group of ``n`` objects is padded to for CUDA graphs; None for a group
-    too large for graphs (see ``graphs_for``)."""
-    return next((size for size in _SIZE_CLASSES if n <= size), None)
+    too large for graphs, which runs without them (``graphs_for``)."""
+    if n > GRAPH_MAX_BATCH:
+        return None
+    return min(1 << (n - 1).bit_length(), GRAPH_MAX_BATCH)
 
 
 def graphs_for(n: int) -> contextlib.AbstractContextManager:
-    """The context a step of ``n`` objects runs in: with CUDA graphs (where installed) up to
-    ``GRAPH_MAX_BATCH`` objects, without above."""
-    return contextlib.nullcontext() if n <= GRAPH_MAX_BATCH else without_graphs()
+    """The context a step of ``n`` objects runs in: with CUDA graphs (where installed) where
+    it has a ``size_class``, without above."""
+    return contextlib.nullcontext() if size_class(n) is not None else without_graphs()
 
 
 def memory_frames(model, state: dict, frame: int, reverse: bool) -> tuple:

@@ -39,24 +39,29 @@ class PromptQueue:
         decoded together unless ``one_by_one`` (as sam2 does: for the agreement test)."""
         ready = [item for item in self.items if item[1] in tracked]
         together, alone = ([], ready) if one_by_one else batches(ready, self.states)
-        for group in together:
-            frame = group[0][0]
-            states = [self._state(oid) for _, oid, _ in group]
-            states[0]["cached_features"] = {frame: self.features.get(frame, 1, frame)}
-            ious, logits = add_clicks_together(self.model, states, group)
-            for k, item in enumerate(group):
-                self.scores.setdefault(item[1], {})[frame] = (ious[k : k + 1], logits[k : k + 1])
-                self.items.remove(item)
-        for item in alone:
-            frame, object_id, prompt = item
-            state = self._state(object_id)
-            # Objects prompted on the same frame share its image features (sam2 would encode
-            # the frame again for each object's state).
-            state["cached_features"] = {frame: self.features.get(frame, 1, frame)}
-            take_scores()
-            add_prompt(self.model, state, frame, object_id, prompt)
-            self.scores.setdefault(object_id, {})[frame] = take_scores()
-            self.items.remove(item)
+        given: set[int] = set()  # ids: items are not compared (their prompts hold arrays)
+        try:
+            for group in together:
+                frame = group[0][0]
+                states = [self._state(oid) for _, oid, _ in group]
+                states[0]["cached_features"] = {frame: self.features.get(frame, 1, frame)}
+                ious, logits = add_clicks_together(self.model, states, group)
+                for k, item in enumerate(group):
+                    scores = (ious[k : k + 1], logits[k : k + 1])
+                    self.scores.setdefault(item[1], {})[frame] = scores
+                    given.add(id(item))
+            for item in alone:
+                frame, object_id, prompt = item
+                state = self._state(object_id)
+                # Objects prompted on the same frame share its image features (sam2 would
+                # encode the frame again for each object's state).
+                state["cached_features"] = {frame: self.features.get(frame, 1, frame)}
+                take_scores()
+                add_prompt(self.model, state, frame, object_id, prompt)
+                self.scores.setdefault(object_id, {})[frame] = take_scores()
+                given.add(id(item))
+        finally:
+            self.items = [item for item in self.items if id(item) not in given]
 
     def _state(self, object_id: int) -> dict:
         """The object's inference state, made on its first prompt."""
