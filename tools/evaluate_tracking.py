@@ -121,10 +121,10 @@ def otsu_masks(frames: np.ndarray, clicks: list) -> Masks:
         comp = label(frame > level, connectivity=1)
         under = comp[at[:, 0], at[:, 1]]
         masks = (comp[None] == under[:, None, None]) & (under[:, None, None] > 0)
-        for j in np.flatnonzero(under):
-            ys, xs = np.nonzero(masks[j])
+        for k in np.unique(under[under > 0]):  # once per component: crowded cells share them
+            ys, xs = np.nonzero(masks[np.argmax(under == k)])
             near = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
-            at[j] = ys[near], xs[near]
+            at[under == k] = ys[near], xs[near]
         yield t, masks
 
 
