@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import evaluate_micro as em  # noqa: E402
-import train_micro as tm  # noqa: E402
+import micro_model as mm  # noqa: E402
 
 # (image_size, num_maskmem): today's packaged architecture first.
 VARIANTS = [(1024, 7), (512, 7), (512, 4), (384, 4), (256, 4)]
@@ -49,7 +49,7 @@ def build(image_size: int, num_maskmem: int) -> torch.nn.Module:
         "model.binarize_mask_from_pts_for_mem_enc=true",
         "model.fill_hole_area=0",
     ]
-    cfg = OmegaConf.merge(OmegaConf.load(str(tm.DEFAULT_CONFIG)), OmegaConf.from_dotlist(over))
+    cfg = OmegaConf.merge(OmegaConf.load(str(mm.DEFAULT_CONFIG)), OmegaConf.from_dotlist(over))
     OmegaConf.resolve(cfg)
     torch.manual_seed(0)
     return instantiate(cfg.model, _recursive_=True).eval()
@@ -80,7 +80,7 @@ def seconds_per_frame(model, frames01: np.ndarray, point) -> tuple[float, float]
 
 def encode_seconds(model, frames01: np.ndarray, repeats: int = 3) -> float:
     """Image encoder time of one frame: shared by all objects, paid once per frame."""
-    x = tm.to_model_input(torch.from_numpy(frames01[:1])[:, None], model.image_size)
+    x = mm.to_model_input(torch.from_numpy(frames01[:1])[:, None], model.image_size)
     times = []
     with torch.inference_mode():
         for _ in range(repeats):

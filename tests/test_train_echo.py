@@ -72,7 +72,7 @@ def test_clip_prompts_follow_non_square_frames_at_the_model_input():
         "kind": torch.tensor([0, 1]),
     }
 
-    def model_input(f):  # as train_micro.to_model_input resizes
+    def model_input(f):  # as micro_model.to_model_input resizes
         return F.interpolate(f, (1024, 1024), mode="bilinear", align_corners=False, antialias=True)
 
     before = model_input(frames)

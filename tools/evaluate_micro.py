@@ -34,21 +34,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_micro as tm  # noqa: E402
+from napari_sam2.engine.synthetic import synthetic_cells, synthetic_clip
 
-DEFAULT_CHECKPOINT = tm.ROOT / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import micro_model as mm  # noqa: E402
+
+DEFAULT_CHECKPOINT = mm.ROOT / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
 SHAPES = [(300, 420), (512, 512), (640, 480), (900, 700)]
 
 
 def held_back_images(n: int, touching: bool):
     """Synthetic images the training never saw (seeds >= 10 000, other sizes and shapes)."""
-    syn = tm._import_synthetic()
     for i in range(n):
         shape = SHAPES[i % len(SHAPES)]
         n_cells = [6, 10, 16][i % 3]
         dtype = np.uint8 if i % 2 else np.uint16
-        yield syn.synthetic_cells(
+        yield synthetic_cells(
             shape,
             n_cells=n_cells,
             dtype=dtype,
@@ -86,11 +87,11 @@ def touches_others(labels: np.ndarray, k: int) -> bool:
 class Model:
     """The stock image predictor on the micro model, used as the plugin uses it."""
 
-    def __init__(self, checkpoint, config=tm.DEFAULT_CONFIG, device="cpu"):
+    def __init__(self, checkpoint, config=mm.DEFAULT_CONFIG, device="cpu"):
         """``device`` other than the CPU runs float32 there too (no autocast)."""
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-        model = tm.build_model(config, video=True, inference=True)
+        model = mm.build_model(config, video=True, inference=True)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
         model.load_state_dict(state, strict=True)
         self.predictor = SAM2ImagePredictor(model.to(device).eval())
@@ -99,7 +100,7 @@ class Model:
         self.predictor._bb_feat_sizes = [(size // k, size // k) for k in (4, 8, 16)]
 
     def set_image(self, image: np.ndarray) -> None:
-        self.set_frame(tm.normalise(image))
+        self.set_frame(mm.normalise(image))
 
     def set_frame(self, frame: np.ndarray) -> None:
         """A frame already normalised to 0..1 (a slice of a stack normalised stack-wide)."""
@@ -214,8 +215,7 @@ def evaluate_touching(model: Model, n_images: int) -> dict:
 def latency(model: Model, repeats: int = 50) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    syn = tm._import_synthetic()
-    image, labels = syn.synthetic_cells((512, 512), n_cells=10, seed=99_999)
+    image, labels = synthetic_cells((512, 512), n_cells=10, seed=99_999)
     t = time.perf_counter()
     model.set_image(image)
     embed = time.perf_counter() - t
@@ -269,7 +269,7 @@ def init_state_from_frames(predictor, frames01: np.ndarray) -> dict:
     x = torch.from_numpy(frames01.astype(np.float32))[:, None]
     size = predictor.image_size
     images = torch.cat(
-        [tm.to_model_input(x[i : i + 8].to(device), size) for i in range(0, len(x), 8)]
+        [mm.to_model_input(x[i : i + 8].to(device), size) for i in range(0, len(x), 8)]
     )
     state = {
         "images": images,
@@ -298,8 +298,8 @@ def init_state_from_frames(predictor, frames01: np.ndarray) -> dict:
 class VideoModel:
     """The stock SAM2VideoPredictor on the micro model, as the plugin builds it."""
 
-    def __init__(self, checkpoint, config=tm.DEFAULT_CONFIG, device="cpu"):
-        model = tm.build_model(config, video=True, inference=True)
+    def __init__(self, checkpoint, config=mm.DEFAULT_CONFIG, device="cpu"):
+        model = mm.build_model(config, video=True, inference=True)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
         model.load_state_dict(state, strict=True)
         self.device = torch.device(device)
@@ -345,16 +345,15 @@ class VideoModel:
 
 def held_back_clips(kind: str, n: int):
     """Clips training never drew: seeds 20 000 and up."""
-    syn = tm._import_synthetic()
     for i in range(n):
         seed = 20_000 + i + {"smooth": 0, "absent": 1000, "zstack": 2000}[kind]
         dtype = np.uint8 if i % 2 else np.uint16
         if kind == "smooth":
-            yield syn.synthetic_clip(30, (256, 256), 3, dtype, seed, "smooth")
+            yield synthetic_clip(30, (256, 256), 3, dtype, seed, "smooth")
         elif kind == "absent":
-            yield syn.synthetic_clip(30, (256, 256), 3, dtype, seed, "smooth", absent=(10, 13))
+            yield synthetic_clip(30, (256, 256), 3, dtype, seed, "smooth", absent=(10, 13))
         else:
-            yield syn.synthetic_clip(21, (256, 256), 3, dtype, seed, "zstack")
+            yield synthetic_clip(21, (256, 256), 3, dtype, seed, "zstack")
 
 
 def clip_norm(frames: np.ndarray) -> np.ndarray:
@@ -408,7 +407,7 @@ def evaluate_video(vm: VideoModel, n_clips: int) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    ap.add_argument("--config", default=str(tm.DEFAULT_CONFIG))
+    ap.add_argument("--config", default=str(mm.DEFAULT_CONFIG))
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--clips", type=int, default=8, help="held-back clips of each kind")
     ap.add_argument("--device", default="cpu", help="for the video evaluation")

@@ -33,8 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import evaluate_micro as em  # noqa: E402
+import micro_model as mm  # noqa: E402
 
-DEFAULT_DATA = em.tm.ROOT.parent / "shared/data/real-nuclei-3d"
+DEFAULT_DATA = mm.ROOT.parent / "shared/data/real-nuclei-3d"
 SMALL_AREA = 100  # px at native resolution: issue 17's "small nuclei"
 
 
@@ -172,7 +173,7 @@ def config_at_size(config: str | Path, image_size: int) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default=str(em.DEFAULT_CHECKPOINT))
-    ap.add_argument("--config", default=str(em.tm.DEFAULT_CONFIG))
+    ap.add_argument("--config", default=str(mm.DEFAULT_CONFIG))
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--step", type=int, default=3, help="every step-th slice in 2D")
     ap.add_argument("--min-area", type=int, default=20, help="smallest cross-section, px")

@@ -105,12 +105,12 @@ def real_stats(step: int = 3) -> list[dict]:
 
 
 def synthetic_stats(generate, n: int = 12, **kwargs) -> list[dict]:
-    import train_micro as tm
+    import micro_model
 
     out = []
     for i in range(n):
         image, labels = generate((256, 256), seed=30_000 + i, **kwargs)
-        out.append(image_stats(tm.normalise(image), labels))
+        out.append(image_stats(micro_model.normalise(image), labels))
     return out
 
 

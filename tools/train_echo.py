@@ -47,7 +47,7 @@ def turn_points(xy: torch.Tensor, k: int, boxes: torch.Tensor | None = None) -> 
 
 
 def turn_image_sample(sample: dict, k: int, box_slots: slice) -> dict:
-    """An image sample of train_micro.make_image_sample under symmetry ``k``."""
+    """An image sample of micro_data.make_image_sample under symmetry ``k``."""
     boxes = torch.zeros(sample["points"].shape[0], dtype=torch.bool)
     boxes[box_slots] = True
     return {
@@ -58,7 +58,7 @@ def turn_image_sample(sample: dict, k: int, box_slots: slice) -> dict:
 
 
 def turn_clip_sample(sample: dict, k: int, box_kind: int = 1) -> dict:
-    """A clip of train_micro.make_clip_sample / make_zstack_sample under symmetry ``k``
+    """A clip of micro_data.make_clip_sample / make_zstack_sample under symmetry ``k``
     (frames at their native size: the model input is square, so coordinates map the same)."""
     out = dict(sample)
     out["frames"] = _turn(sample["frames"], k)

@@ -1,6 +1,7 @@
 """The packaged micro checkpoint: its format, the training forward, and that it segments."""
 
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
 
 
-def _train_module():
-    spec = importlib.util.spec_from_file_location("train_micro", ROOT / "tools/train_micro.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _tools_module(name: str):
+    """A module of tools/ (the training code imports its neighbours by name)."""
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tools"))
+    return importlib.import_module(name)
 
 
 def test_checkpoint_is_small_float32_state_dict():
@@ -26,12 +27,12 @@ def test_checkpoint_is_small_float32_state_dict():
     ckpt = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
     assert list(ckpt) == ["model"]
     assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
-    model = _train_module().build_model(video=True, inference=True)
+    model = _tools_module("micro_model").build_model(video=True, inference=True)
     model.load_state_dict(ckpt["model"], strict=True)
 
 
 def test_training_forward_matches_image_predictor():
-    worst = _train_module().check_against_predictor(checkpoint=WEIGHTS)
+    worst = _tools_module("micro_model").check_against_predictor(checkpoint=WEIGHTS)
     assert worst < 1e-4  # logits reach +-32; float32 rounding only
 
 
@@ -39,12 +40,12 @@ def test_one_click_segments_a_synthetic_cell():
     from sam2.sam2_image_predictor import SAM2ImagePredictor
     from scipy.ndimage import distance_transform_edt
 
-    tm = _train_module()
-    model = tm.build_model(video=True, inference=True)
+    mm = _tools_module("micro_model")
+    model = mm.build_model(video=True, inference=True)
     model.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True)["model"])
     predictor = SAM2ImagePredictor(model.eval())
     image, labels = synthetic_cells((256, 320), n_cells=5, seed=12345)
-    frame = tm.normalise(image)
+    frame = mm.normalise(image)
     with torch.inference_mode():
         predictor.set_image(np.repeat(frame[..., None], 3, -1))
         for k in (1, 2):
@@ -60,20 +61,20 @@ def test_one_click_segments_a_synthetic_cell():
 
 @pytest.mark.parametrize("seed", [0])
 def test_training_sample_is_well_formed(seed):
-    tm = _train_module()
-    sample = tm.make_image_sample(np.random.default_rng(seed))
-    assert sample["image"].shape == (1, tm.IMAGE_SIZE, tm.IMAGE_SIZE)
-    assert sample["points"].shape == (tm.N_PROMPTS, 2, 2)
-    assert sample["targets"].shape == (tm.N_PROMPTS, tm.LOW_RES, tm.LOW_RES)
+    mm, md = _tools_module("micro_model"), _tools_module("micro_data")
+    sample = md.make_image_sample(np.random.default_rng(seed))
+    assert sample["image"].shape == (1, mm.IMAGE_SIZE, mm.IMAGE_SIZE)
+    assert sample["points"].shape == (md.N_PROMPTS, 2, 2)
+    assert sample["targets"].shape == (md.N_PROMPTS, mm.LOW_RES, mm.LOW_RES)
     assert (sample["targets"].flatten(1).amax(1) > 0).all()  # every prompt has an object
 
 
 @pytest.mark.parametrize("nuclei_share", [0.0, 1.0])
-def test_long_zstack_clip_runs_both_ways_from_the_widest_slice(nuclei_share):
+def test_long_zstack_clip_runs_both_ways_from_the_widest_slice(nuclei_share, monkeypatch):
     """make_zstack_sample: the widest slice first, up the stack, then down it (issue 17)."""
-    tm = _train_module()
-    tm.NUCLEI_SHARE = nuclei_share
-    sample = tm.make_zstack_sample(np.random.default_rng(3), 5)
+    md = _tools_module("micro_data")
+    monkeypatch.setattr(md, "NUCLEI_SHARE", nuclei_share)
+    sample = md.make_zstack_sample(np.random.default_rng(3), 5)
     order = sample["frame_idx"].tolist()
     assert order == [4, 5, 6, 7, 8, 3, 2, 1, 0]
     assert sample["reverse"].tolist() == [False] * 5 + [True] * 4
@@ -81,18 +82,14 @@ def test_long_zstack_clip_runs_both_ways_from_the_widest_slice(nuclei_share):
     assert int(sample["kind"][0]) >= 0  # nucleus 1 is tracked
     area = sample["targets"][0].float().flatten(1).sum(1)
     assert area[0] > 0 and area[0] >= area.max() * 0.9  # prompted on (about) its widest slice
-    one_way = tm.make_zstack_sample(np.random.default_rng(3), 5, both_ways=False)
+    one_way = md.make_zstack_sample(np.random.default_rng(3), 5, both_ways=False)
     assert one_way["frame_idx"].tolist() == list(range(5)) and not one_way["reverse"].any()
 
 
 def test_stock_video_predictor_tracks_a_moving_cell():
     from napari_sam2.engine.synthetic import synthetic_clip
 
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_micro", ROOT / "tools/evaluate_micro.py"
-    )
-    em = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(em)
+    em = _tools_module("evaluate_micro")
     frames, labels = synthetic_clip(5, (160, 160), 2, seed=4321, speed=2.0)
     truth = labels == 1
     video = em.VideoModel(WEIGHTS, device="cpu")
