@@ -74,14 +74,20 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def touches_others(labels: np.ndarray, k: int) -> bool:
+def touching_neighbour(labels: np.ndarray, k: int) -> int | None:
+    """The labelled object sharing the longest border with object ``k`` (None: isolated)."""
     m = labels == k
     grown = np.zeros_like(m)
     grown[1:] |= m[:-1]
     grown[:-1] |= m[1:]
     grown[:, 1:] |= m[:, :-1]
     grown[:, :-1] |= m[:, 1:]
-    return bool(((labels > 0) & (labels != k) & grown).any())
+    ids, counts = np.unique(labels[grown & (labels > 0) & ~m], return_counts=True)
+    return int(ids[np.argmax(counts)]) if len(ids) else None
+
+
+def touches_others(labels: np.ndarray, k: int) -> bool:
+    return touching_neighbour(labels, k) is not None
 
 
 class Model:

@@ -7,7 +7,11 @@ the plugin normalises a z-stack. Measures, printed as JSON lines:
 * ``real2d``: on every ``--step``-th slice, every labelled cross-section of ``--min-area`` px
   or more: one click at its deepest pixel (the plugin's three-output rule) and its bounding
   box, with mIoU also split into isolated / touching (sharing a border with another labelled
-  nucleus) / small (< 100 px) cross-sections and the median predicted / true area; the Otsu
+  nucleus) / small (< 100 px) cross-sections and the median predicted / true area; on the
+  touching ones also the correction a user makes where the mask spills into the neighbour: the
+  click plus a negative click at the deepest pixel of the neighbour with the longest shared
+  border (``negative``: mIoU, ``leak_before`` / ``leak_after``: share of the neighbour's pixels
+  inside the mask, summed over the cross-sections); the Otsu
   columns are the connected component under the click and the foreground inside the box,
   after a global Otsu threshold of that slice;
 * ``real3d``: for every nucleus, one click at the deepest pixel of its widest slice and
@@ -85,14 +89,26 @@ def evaluate_2d(
             inside = np.zeros_like(truth)
             inside[box[0] : box[2] + 1, box[1] : box[3] + 1] = True
             click = model.predict([p], [1])
+            extra = {}
+            j = em.touching_neighbour(labels[z], k)
+            if j is not None:
+                other = labels[z] == j
+                corrected = model.predict([p, em.deepest_point(other)], [1, 0])
+                extra = dict(
+                    negative=em.iou(corrected, truth),
+                    leak_before=int((click & other).sum()),
+                    leak_after=int((corrected & other).sum()),
+                    neighbour_px=int(other.sum()),
+                )
             rows.append(
                 dict(
+                    **extra,
                     click=em.iou(click, truth),
                     box=em.iou(model.predict(box=box), truth),
                     otsu_click=em.iou(em.otsu_click(fg, p), truth),
                     otsu_box=em.iou(fg & inside, truth),
                     area_ratio=click.sum() / truth.sum(),
-                    touching=em.touches_others(labels[z], k),
+                    touching=j is not None,
                     small=truth.sum() < SMALL_AREA,
                 )
             )
@@ -109,6 +125,11 @@ def evaluate_2d(
         for key in ("click", "box", "otsu_click"):
             res[f"{name}_{key}"] = _mean([r[key] for r in sel])
         ratios = [r["area_ratio"] for r in sel]
+        if name == "touching" and sel:
+            res["touching_negative"] = _mean([r["negative"] for r in sel])
+            px = sum(r["neighbour_px"] for r in sel)
+            res["touching_leak_before"] = round(sum(r["leak_before"] for r in sel) / px, 4)
+            res["touching_leak_after"] = round(sum(r["leak_after"] for r in sel) / px, 4)
         res[f"{name}_area_ratio_median"] = round(float(np.median(ratios)), 3) if sel else None
     return res
 

@@ -51,3 +51,15 @@ def test_cross_sections_and_otsu_baseline_are_the_published_ones(real):
     assert res["otsu_click"] == pytest.approx(0.7018, abs=1e-3)
     assert res["otsu_box"] == pytest.approx(0.8093, abs=1e-3)
     assert res["click"] == 0
+    assert res["touching_negative"] == 0 and res["touching_leak_before"] == 0
+
+
+def test_the_negative_click_goes_on_the_neighbour_with_the_longest_shared_border(real):
+    labels = np.zeros((12, 12), np.int32)
+    labels[2:8, 2:6] = 1  # shares 6 px of border with 2 and 1 px with 3
+    labels[2:8, 6:9] = 2
+    labels[8, 5] = 3
+    labels[10:12, 10:12] = 4
+    assert real.em.touching_neighbour(labels, 1) == 2
+    assert real.em.touching_neighbour(labels, 3) == 1
+    assert real.em.touching_neighbour(labels, 4) is None
