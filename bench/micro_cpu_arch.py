@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import evaluate_micro as em  # noqa: E402
+import evaluate_micro_video as emv  # noqa: E402
 import micro_model as mm  # noqa: E402
 
 # (image_size, num_maskmem): today's packaged architecture first.
@@ -58,7 +59,7 @@ def build(image_size: int, num_maskmem: int) -> torch.nn.Module:
 def seconds_per_frame(model, frames01: np.ndarray, point) -> tuple[float, float]:
     """(tracked seconds per frame, seconds of the prompted frame) for one object."""
     with torch.inference_mode():
-        state = em.init_state_from_frames(model, frames01)
+        state = emv.init_state_from_frames(model, frames01)
         t = time.perf_counter()
         model.add_new_points_or_box(
             state,
@@ -100,11 +101,11 @@ def main(argv=None) -> None:
     from napari_sam2.engine.synthetic import synthetic_clip
 
     frames, labels = synthetic_clip(args.frames, (256, 256), 3, np.uint16, seed=5)
-    frames01 = em.clip_norm(frames).astype(np.float32)
+    frames01 = emv.clip_norm(frames).astype(np.float32)
     point = em.deepest_point(labels[0] == 1)
     models = {v: build(*v) for v in VARIANTS}
     for model in models.values():  # the predictor's CPU trap: bfloat16 memories (see em)
-        em.VideoModel.cast_memory_to_float(model)
+        emv.VideoModel.cast_memory_to_float(model)
     runs: dict = {v: [] for v in VARIANTS}
     encode: dict = {v: [] for v in VARIANTS}
     for _ in range(args.rounds):

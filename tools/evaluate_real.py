@@ -37,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import evaluate_micro as em  # noqa: E402
+import evaluate_micro_video as emv  # noqa: E402
 import micro_model as mm  # noqa: E402
 
 DEFAULT_DATA = mm.ROOT.parent / "shared/data/real-nuclei-3d"
@@ -55,7 +56,7 @@ def load_stack(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         for z in np.nonzero((labels == k).any((1, 2)))[0]:
             filled = binary_fill_holes(labels[z] == k)
             labels[z][filled & (labels[z] == 0)] = k
-    return raw, em.clip_norm(raw).astype(np.float32), labels
+    return raw, emv.clip_norm(raw).astype(np.float32), labels
 
 
 def cross_sections(labels: np.ndarray, step: int, min_area: int) -> dict[int, list[int]]:
@@ -135,7 +136,7 @@ def evaluate_2d(
 
 
 def evaluate_3d(
-    vm: em.VideoModel,
+    vm: emv.VideoModel,
     frames01: np.ndarray,
     labels: np.ndarray,
     margin: int,
@@ -215,7 +216,7 @@ def main(argv=None) -> None:
         res = evaluate_2d(model, frames01, labels, args.step, args.min_area)
         print(json.dumps({"metric": "real2d", **tag, "step": args.step, **res}), flush=True)
     if "3d" not in args.skip:
-        vm = em.VideoModel(args.checkpoint, args.config, args.device)
+        vm = emv.VideoModel(args.checkpoint, args.config, args.device)
         res = evaluate_3d(vm, frames01, labels, args.margin, args.nuclei)
         print(json.dumps({"metric": "real3d", **tag, **res}), flush=True)
 

@@ -89,10 +89,10 @@ def test_long_zstack_clip_runs_both_ways_from_the_widest_slice(nuclei_share, mon
 def test_stock_video_predictor_tracks_a_moving_cell():
     from napari_sam2.engine.synthetic import synthetic_clip
 
-    em = _tools_module("evaluate_micro")
+    em, emv = _tools_module("evaluate_micro"), _tools_module("evaluate_micro_video")
     frames, labels = synthetic_clip(5, (160, 160), 2, seed=4321, speed=2.0)
     truth = labels == 1
-    video = em.VideoModel(WEIGHTS, device="cpu")
-    masks = video.track(em.clip_norm(frames), 0, em.deepest_point_torch(truth[0]))
+    video = emv.VideoModel(WEIGHTS, device="cpu")
+    masks = video.track(emv.clip_norm(frames), 0, emv.deepest_point_torch(truth[0]))
     ious = [em.iou(masks[t], truth[t]) for t in range(len(truth))]
     assert min(ious) > 0.8, ious
