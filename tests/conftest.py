@@ -1,5 +1,7 @@
 """Shared fixtures: model checkpoints the tests make themselves, and ready Segmenters."""
 
+import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,14 @@ def random_segmenter(random_checkpoint):
     from napari_sam2 import Segmenter
 
     return Segmenter(models.MICRO_MODEL, device="cpu", checkpoint=random_checkpoint)
+
+
+def tools_module(name: str):
+    """A module of tools/ (the training and evaluation scripts import their neighbours by name)."""
+    tools = str(Path(__file__).parents[1] / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    return importlib.import_module(name)
 
 
 MICRO_CHECKPOINT = (

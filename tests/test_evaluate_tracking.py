@@ -1,26 +1,16 @@
 """tools/evaluate_tracking.py: its figures are high for a good track and fall for a wrong one."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from napari_sam2.engine.synthetic import synthetic_clip
 
-from .conftest import MICRO_CHECKPOINT
-
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import MICRO_CHECKPOINT, tools_module
 
 
 @pytest.fixture(scope="module")
 def et():
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_tracking", ROOT / "tools/evaluate_tracking.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tools_module("evaluate_tracking")
 
 
 def test_packaged_model_follows_isolated_cells_and_a_shifted_track_scores_low(et):

@@ -1,23 +1,11 @@
 """Data echoing of the micro model's training (tools/train_echo.py): a turned or mirrored
 sample must still prompt the same pixels, or training would teach clicks beside the cell."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _echo():
-    sys.path.insert(0, str(ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location("train_echo", ROOT / "tools/train_echo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import tools_module
 
 
 def _at(image: torch.Tensor, xy) -> float:
@@ -25,7 +13,7 @@ def _at(image: torch.Tensor, xy) -> float:
 
 
 def test_every_symmetry_keeps_clicks_and_boxes_on_their_pixels():
-    echo = _echo()
+    echo = tools_module("train_echo")
     g = torch.Generator().manual_seed(0)
     image = torch.rand(1, 1024, 1024, generator=g)
     targets = (torch.rand(4, 256, 256, generator=g) > 0.5).to(torch.uint8)
@@ -61,7 +49,7 @@ def test_every_symmetry_keeps_clicks_and_boxes_on_their_pixels():
 
 
 def test_clip_prompts_follow_non_square_frames_at_the_model_input():
-    echo = _echo()
+    echo = tools_module("train_echo")
     g = torch.Generator().manual_seed(1)
     frames = torch.rand(3, 1, 40, 64, generator=g)
     prompt = torch.tensor([[[300.0, 500.0], [0.0, 0.0]], [[64.0, 128.0], [512.0, 896.0]]])
@@ -89,7 +77,7 @@ def test_clip_prompts_follow_non_square_frames_at_the_model_input():
 
 
 def test_each_sample_comes_back_in_as_many_different_symmetries():
-    echo = _echo()
+    echo = tools_module("train_echo")
     rng = np.random.default_rng(0)
     counter = iter(range(10**6))
     samples = ({"id": next(counter)} for _ in iter(int, 1))

@@ -1,7 +1,5 @@
 """The packaged micro checkpoint: its format, the training forward, and that it segments."""
 
-import importlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +8,11 @@ import torch
 
 from napari_sam2.engine.synthetic import synthetic_cells
 
+from ..conftest import tools_module as _tools_module
+
 ROOT = Path(__file__).resolve().parents[2]
 # Joint image + video training (issue 5): one checkpoint for clicks and tracking.
 WEIGHTS = ROOT / "src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt"
-
-
-def _tools_module(name: str):
-    """A module of tools/ (the training code imports its neighbours by name)."""
-    if str(ROOT / "tools") not in sys.path:
-        sys.path.insert(0, str(ROOT / "tools"))
-    return importlib.import_module(name)
 
 
 def test_checkpoint_is_small_float32_state_dict():

@@ -1,12 +1,12 @@
 """The real-data evaluation (tools/evaluate_real.py) on the real nuclei stack beside the repo."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.ndimage import binary_fill_holes
+
+from ..conftest import tools_module
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared/data/real-nuclei-3d"
@@ -15,11 +15,7 @@ pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="real nuclei stack not
 
 @pytest.fixture(scope="module")
 def real():
-    sys.path.insert(0, str(ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location("evaluate_real", ROOT / "tools/evaluate_real.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tools_module("evaluate_real")
 
 
 class _NoMask:
