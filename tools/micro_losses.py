@@ -29,22 +29,26 @@ def mask_terms(logits: torch.Tensor, target: torch.Tensor):
     return focal, dice, bbce, iou
 
 
+def best_output_loss(per_out: torch.Tensor) -> torch.Tensor:
+    """Per-prompt mask loss from (N, M) per-output losses: with several outputs the best one
+    carries it, plus 0.05 x the others' mean (so none collapses to empty or everything)."""
+    if per_out.shape[1] == 1:
+        return per_out[:, 0]
+    best = per_out.gather(1, per_out.argmin(1)[:, None])[:, 0]
+    return best + 0.05 * (per_out.sum(1) - best) / (per_out.shape[1] - 1)
+
+
 def prompt_loss(logits, iou_pred, obj, target, bce_weight: float):
     """Loss of one prompt group; with 3 outputs the best one carries the mask loss.
 
     Returns (loss, IoU of the output the predictor would return, per-prompt IoU of that output).
     """
     focal, dice, bbce, iou = mask_terms(logits, target)
-    per_out = 20 * focal + dice + bce_weight * bbce
+    loss_mask = best_output_loss(20 * focal + dice + bce_weight * bbce)
     iou_pred = iou_pred.float()
     if logits.shape[1] > 1:
-        best = per_out.argmin(1)
-        loss_mask = per_out.gather(1, best[:, None])[:, 0]
-        others = (per_out.sum(1) - loss_mask) / (per_out.shape[1] - 1)
-        loss_mask = loss_mask + 0.05 * others
         rank = F.cross_entropy(iou_pred * 10, iou.argmax(1).detach())
     else:
-        loss_mask = per_out[:, 0]
         rank = torch.zeros((), device=logits.device)
     loss_iou = F.mse_loss(iou_pred, iou.detach(), reduction="none").mean(1)
     loss_obj = F.binary_cross_entropy_with_logits(obj.float()[:, 0], torch.ones_like(obj[:, 0]))
@@ -104,15 +108,11 @@ def frame_loss(low_multi, ious, obj, target, present, bce_weight: float = 0.0):
     gives -1024) are clamped first."""
     logits = low_multi.float().clamp(-32.0, 32.0)
     focal, dice, bbce, iou = mask_terms(logits, target)
-    per_out = 20 * focal + dice + bce_weight * bbce
+    lm = best_output_loss(20 * focal + dice + bce_weight * bbce)
     iou_pred = ious.float()
     if logits.shape[1] > 1:
-        best = per_out.argmin(1)
-        lm = per_out.gather(1, best[:, None])[:, 0]
-        lm = lm + 0.05 * (per_out.sum(1) - lm) / (per_out.shape[1] - 1)
         rank = F.cross_entropy(iou_pred * 10, iou.argmax(1), reduction="none")
     else:
-        lm = per_out[:, 0]
         rank = torch.zeros_like(lm)
     li = F.mse_loss(iou_pred, iou, reduction="none").mean(1)
     pres = present.float()

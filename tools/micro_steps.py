@@ -60,22 +60,15 @@ def image_step(model, batch, step_frac: float, gen: torch.Generator, device) -> 
         loss, chosen = prompt_loss(lg, iou_p, obj, tgt, bce_w)
         losses.append(loss)
         metrics[f"click{n_click}"] = chosen.mean().item()
-    # Boxes.
-    idx, pts, tgt = take("box")
-    box_labels = torch.tensor([[2, 3]], dtype=torch.int32, device=device).expand(len(idx), 2)
-    with ac:
-        lg, iou_p, obj = decode(model, feats, idx, pts, box_labels, multimask=False)
-    loss, chosen = prompt_loss(lg, iou_p, obj, tgt, bce_w)
-    losses.append(loss)
-    metrics["box"] = chosen.mean().item()
-    # Positive + negative pairs.
-    idx, pts, tgt = take("pair")
-    pair_labels = torch.tensor([[1, 0]], dtype=torch.int32, device=device).expand(len(idx), 2)
-    with ac:
-        lg, iou_p, obj = decode(model, feats, idx, pts, pair_labels, multimask=False)
-    loss, chosen = prompt_loss(lg, iou_p, obj, tgt, bce_w)
-    losses.append(loss)
-    metrics["pair"] = chosen.mean().item()
+    # Boxes (corners labelled 2 and 3), then positive + negative pairs.
+    for name, point_labels in (("box", (2, 3)), ("pair", (1, 0))):
+        idx, pts, tgt = take(name)
+        lab = torch.tensor([point_labels], dtype=torch.int32, device=device).expand(len(idx), 2)
+        with ac:
+            lg, iou_p, obj = decode(model, feats, idx, pts, lab, multimask=False)
+        loss, chosen = prompt_loss(lg, iou_p, obj, tgt, bce_w)
+        losses.append(loss)
+        metrics[name] = chosen.mean().item()
     # Mask prompts (half of them with the click too).
     idx, pts, tgt = take("mask")
     mask_in = degraded_mask_prompt(tgt, gen)
