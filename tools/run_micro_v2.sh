@@ -20,18 +20,17 @@
 # the training), SYNTHETIC (1: also the synthetic held-back evaluation of a single run).
 # For a CPU smoke run: DEVICE=cpu MAX_STEPS=1 REAL_ARGS="--nuclei 18 --step 30".
 #
-# Training across calls: BUDGET_S (default 5/6 of TRAIN_SECONDS) is the training time the
-# cosine schedule is planned for, so a call can stop before it ends; RESUME_NAME (a NAME.tar
-# of an earlier call) resumes run NAME with its optimizer state and schedule. EVAL=0 skips the
-# evaluations (a training-only call). ECHO (1) trains each rendered sample that many times,
+# BUDGET_S (default 5/6 of TRAIN_SECONDS) is the training time the cosine schedule is planned
+# for. A run goes on in a later call from its NAME.pt (INIT_NAME) with a new schedule: the
+# optimizer state with the weights (17.7 MB) is larger than a device call returns. EVAL=0 skips
+# the evaluations (a training-only call). ECHO (1) trains each rendered sample that many times,
 # turned or mirrored (train_micro.py --echo), so the GPU does not wait for the CPUs.
 #
 # Output: machine.txt (versions, each step's exit and seconds), results.jsonl (every
 # evaluation's JSON lines, tagged with the step name: new-real2d / new-real3d, or NAME-real2d /
 # NAME-real3d for several runs), errors.log (the end of each step's stderr); for one run
 # model.pt / opt.pt / meta.json (train_micro.py's checkpoint, resumable) and train.jsonl; for
-# several NAME.pt (the weights) and NAME.tar (model.pt, opt.pt, meta.json, log.jsonl: resumable
-# with RESUME_NAME; at most 8 files come back).
+# several NAME.pt (the weights) and NAME-train.jsonl (at most 8 files come back).
 set -uo pipefail
 
 ROOT=$(realpath "$(dirname "$0")/..")
@@ -73,18 +72,11 @@ real() {  # real NAME CHECKPOINT SKIP: the real stack, on the GPU
         --device "${DEVICE:-cuda}" --skip $3 ${REAL_ARGS:-}
 }
 
-train() {  # train RUN: one fine-tune into /tmp/v2-RUN, new or resumed
-    local run=$1 start
+train() {  # train RUN: one fine-tune into /tmp/v2-RUN
+    local run=$1
     rm -rf "/tmp/v2-$run"
-    start=(--init "$(knob "$run" INIT "$INIT")")
-    local resume=RESUME_$run
-    if [ -n "${!resume:-}" ]; then
-        mkdir -p "/tmp/v2-$run-resume"
-        tar -xf "${!resume}" -C "/tmp/v2-$run-resume"
-        start=(--resume "/tmp/v2-$run-resume")
-    fi
     step "$run-train" $((TRAIN_S + 60)) $PY "$ROOT/tools/train_micro.py" \
-        "${start[@]}" --out "/tmp/v2-$run" --echo "${ECHO:-1}" \
+        --init "$(knob "$run" INIT "$INIT")" --out "/tmp/v2-$run" --echo "${ECHO:-1}" \
         --batch "${BATCH:-12}" --clips "${CLIPS:-8}" \
         --workers "${WORKERS:-9}" --clip-workers "${CLIP_WORKERS:-5}" \
         --z-clips "${Z_CLIPS:-0}" --z-frames "${Z_FRAMES:-12}" --z-workers "${Z_WORKERS:-6}" \
@@ -108,8 +100,8 @@ for run in $RUNS; do
         cp /tmp/"$run"-train.jsonl "$OUT/train.jsonl"
         cp "$new" /tmp/v2-"$run"/opt.pt /tmp/v2-"$run"/meta.json "$OUT/"
     else
+        cp /tmp/"$run"-train.jsonl "$OUT/$run-train.jsonl"
         cp "$new" "$OUT/$run.pt"
-        tar -cf "$OUT/$run.tar" -C "/tmp/v2-$run" model.pt opt.pt meta.json log.jsonl
     fi
     [ "${EVAL:-1}" = 1 ] || continue
     real "$run-real2d" "$new" 3d &
