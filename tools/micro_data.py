@@ -10,13 +10,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from micro_model import IMAGE_SIZE, LOW_RES, normalise
+from scipy import ndimage
 from train_echo import echoed, turn_clip_sample, turn_image_sample
 
 from napari_sam2.engine.synthetic import synthetic_cells, synthetic_clip
 from napari_sam2.engine.synthetic_nuclei import synthetic_nuclei, synthetic_nuclei_stack
 from napari_sam2.engine.synthetic_timelapse import synthetic_timelapse
 
-PROMPTS = {"click": 7, "box": 3, "pair": 3, "mask": 3}  # per image
+PROMPTS = {"click": 7, "box": 3, "pair": 5, "mask": 3}  # per image
+# Share of positive + negative pairs whose negative lies inside a touching neighbour, where the
+# object has one: the correction a user makes when a click takes a cluster (issue 17: without
+# it the model learned to ignore a negative click on a touching cell).
+TOUCH_NEGATIVE = 0.7
 N_PROMPTS = sum(PROMPTS.values())
 # Share of training images (and z-stack clips) drawn by ``synthetic_nuclei`` (``--nuclei-share``:
 # train_micro.main sets it here; the DataLoader workers fork after that).
@@ -112,6 +117,37 @@ def _pick_pixel(rng, mask: np.ndarray, interior: bool) -> tuple[float, float]:
     return float(ys[i]) + rng.uniform(-0.4, 0.4), float(xs[i]) + rng.uniform(-0.4, 0.4)
 
 
+def touching_neighbours(labels: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the objects within 2 px of ``mask`` (object ``k``)."""
+    grown = ndimage.binary_dilation(mask, iterations=2)
+    ids = np.unique(labels[grown])
+    return ids[(ids > 0) & (ids != k)]
+
+
+def _negative_pixel(rng, labels: np.ndarray, m: np.ndarray, k: int) -> tuple[float, float]:
+    """(row, col) of the negative click of a pair for object ``k`` (mask ``m``): inside a
+    touching neighbour (share TOUCH_NEGATIVE), else inside another object or the background
+    around it."""
+    h, w = labels.shape
+    ys, xs = np.nonzero(m)
+    pad_y = max(4, int(0.5 * (ys.max() - ys.min())))
+    pad_x = max(4, int(0.5 * (xs.max() - xs.min())))
+    y0, y1 = max(0, ys.min() - pad_y), min(h, ys.max() + pad_y + 1)
+    x0, x1 = max(0, xs.min() - pad_x), min(w, xs.max() + pad_x + 1)
+    win = labels[y0:y1, x0:x1]
+    touching = touching_neighbours(win, m[y0:y1, x0:x1], k)
+    if len(touching) and rng.random() < TOUCH_NEGATIVE:
+        neg, interior = win == rng.choice(touching), rng.random() < 0.8
+    else:
+        other = (win > 0) & (win != k)
+        neg = other if other.any() and rng.random() < 0.6 else (win == 0)
+        if not neg.any():
+            neg = win != k
+        interior = rng.random() < 0.5
+    r, c = _pick_pixel(rng, neg, interior)
+    return r + y0, c + x0
+
+
 def make_image_sample(rng: np.random.Generator) -> dict:
     """An image resized to 1024 and N_PROMPTS prompts with their 256 x 256 targets."""
     image, labels = random_cells(rng)
@@ -137,18 +173,8 @@ def make_image_sample(rng: np.random.Generator) -> dict:
             r, c = _pick_pixel(rng, m, interior=rng.random() < 0.6)
             points[j, 0] = (c * sx, r * sy)
         if name == "pair":
-            ys, xs = np.nonzero(m)
-            pad_y = max(4, int(0.5 * (ys.max() - ys.min())))
-            pad_x = max(4, int(0.5 * (xs.max() - xs.min())))
-            y0, y1 = max(0, ys.min() - pad_y), min(h, ys.max() + pad_y + 1)
-            x0, x1 = max(0, xs.min() - pad_x), min(w, xs.max() + pad_x + 1)
-            win = labels[y0:y1, x0:x1]
-            other = (win > 0) & (win != k)
-            neg = other if other.any() and rng.random() < 0.6 else (win == 0)
-            if not neg.any():
-                neg = win != k
-            r, c = _pick_pixel(rng, neg, interior=rng.random() < 0.5)
-            points[j, 1] = ((c + x0) * sx, (r + y0) * sy)
+            r, c = _negative_pixel(rng, labels, m, k)
+            points[j, 1] = (c * sx, r * sy)
         if name == "box":
             ys, xs = np.nonzero(m)
             bh, bw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1

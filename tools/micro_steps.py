@@ -67,7 +67,7 @@ def image_step(model, batch, step_frac: float, gen: torch.Generator, device) -> 
         with ac:
             lg, iou_p, obj = decode(model, feats, idx, pts, lab, multimask=False)
         loss, chosen = prompt_loss(lg, iou_p, obj, tgt, bce_w)
-        losses.append(loss)
+        losses.append(loss * (2 if name == "pair" else 1))  # pairs: issue 17's correction
         metrics[name] = chosen.mean().item()
     # Mask prompts (half of them with the click too).
     idx, pts, tgt = take("mask")
@@ -82,7 +82,7 @@ def image_step(model, batch, step_frac: float, gen: torch.Generator, device) -> 
     loss2, ch2 = prompt_loss(lg2, iou2, obj2, tgt[half:], bce_w)
     losses += [loss1 * 0.5, loss2 * 0.5]
     metrics["mask"] = torch.cat([ch1, ch2]).mean().item()
-    total = sum(losses) / 6.0
+    total = sum(losses) / 7.0
     metrics["loss"] = total.item()
     return total, metrics
 

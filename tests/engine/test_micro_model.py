@@ -62,6 +62,24 @@ def test_training_sample_is_well_formed(seed):
     assert (sample["targets"].flatten(1).amax(1) > 0).all()  # every prompt has an object
 
 
+def test_a_pairs_negative_click_lies_in_a_touching_neighbour(monkeypatch):
+    """Training pairs teach the correction of a click that took a cluster (issue 17)."""
+    md = _tools_module("micro_data")
+    monkeypatch.setattr(md, "TOUCH_NEGATIVE", 1.0)
+    _, labels = synthetic_cells((256, 256), n_cells=6, seed=5, touching=True)
+    rng = np.random.default_rng(0)
+    for k in range(1, labels.max() + 1):
+        m = labels == k
+        touching = md.touching_neighbours(labels, m, k)
+        for _ in range(5):
+            r, c = md._negative_pixel(rng, labels, m, k)
+            hit = labels[int(round(r)), int(round(c))]
+            if len(touching):
+                assert hit in touching, (k, hit, touching)
+            else:
+                assert hit != k
+
+
 @pytest.mark.parametrize("nuclei_share", [0.0, 1.0])
 def test_long_zstack_clip_runs_both_ways_from_the_widest_slice(nuclei_share, monkeypatch):
     """make_zstack_sample: the widest slice first, up the stack, then down it (issue 17)."""
@@ -89,3 +107,27 @@ def test_stock_video_predictor_tracks_a_moving_cell():
     masks = video.track(emv.clip_norm(frames), 0, emv.deepest_point_torch(truth[0]))
     ious = [em.iou(masks[t], truth[t]) for t in range(len(truth))]
     assert min(ious) > 0.8, ious
+
+
+def test_blended_weights_lie_between_the_two_checkpoints(tmp_path):
+    """tools/interpolate_weights.py: alpha 0 gives A, 1 gives B, 0.5 their mean, and the
+    blend loads into the micro model as the packaged weights do."""
+    iw, mm = _tools_module("interpolate_weights"), _tools_module("micro_model")
+    a = torch.load(WEIGHTS, map_location="cpu", weights_only=True)["model"]
+    gen = torch.Generator().manual_seed(0)
+    b = {
+        k: v + torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+        for k, v in a.items()
+    }
+    key = next(k for k, v in a.items() if v.is_floating_point())
+    assert torch.equal(iw.interpolate(a, b, 0.0)[key], a[key])
+    assert torch.equal(iw.interpolate(a, b, 1.0)[key], b[key])
+    torch.testing.assert_close(iw.interpolate(a, b, 0.5)[key], (a[key] + b[key]) / 2)
+    b_path, out = tmp_path / "b.pt", tmp_path / "half.pt"
+    torch.save({"model": b}, b_path)
+    iw.main([str(WEIGHTS), str(b_path), "0.5", str(out)])
+    half = torch.load(out, map_location="cpu", weights_only=True)
+    assert list(half) == ["model"]
+    mm.build_model(video=True, inference=True).load_state_dict(half["model"], strict=True)
+    with pytest.raises(ValueError, match="different parameters"):
+        iw.interpolate(a, {key: a[key]}, 0.5)
