@@ -19,9 +19,7 @@ def interpolate(a: dict, b: dict, alpha: float) -> dict:
     """The blended state dict; integer buffers (counters) are taken from ``b``."""
     if a.keys() != b.keys():
         raise ValueError("the checkpoints hold different parameters")
-    return {
-        k: torch.lerp(a[k], b[k], alpha) if a[k].is_floating_point() else b[k].clone() for k in a
-    }
+    return {k: a[k] * (1 - alpha) + b[k] * alpha if a[k].is_floating_point() else b[k] for k in a}
 
 
 def main(argv=None) -> None:

@@ -102,7 +102,13 @@ Echo and crowded clips (issue 17, ``--echo R``)
 * 40 % of the moving clips are crowded time-lapses (``synthetic_timelapse``: a third of the
   field covered, cells touching and passing each other; no divisions in 8 frames).
 
-Commands used for the packaged checkpoint (each on one H100; see docs/micro-model.md)::
+* 70 % of the positive + negative pairs put the negative inside a touching neighbour, pair
+  loss x 2 (micro_data.TOUCH_NEGATIVE): the correction a user makes when a click takes a cluster.
+
+The packaged v2d is ½ the issue-5 weights + ½ pA (v2c-d, then on the H200 ``--init v2c-d.pt
+--echo 4 --batch 12 --clips 6 --z-clips 2 --lr 1e-4 --warmup 20 --nuclei-share 0.3
+--budget-s 300 --time-limit 330``; ``tools/interpolate_weights.py issue5.pt pA.pt 0.5``).
+Commands used for the issue-5 checkpoint (each on one H100; see docs/micro-model.md)::
 
     # image mode: two calls, the second resumes from the first's model.pt / opt.pt
     python tools/train_micro.py --out $OUT --seed 0 --batch 24 --workers 14 \

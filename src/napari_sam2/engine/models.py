@@ -101,7 +101,7 @@ MODELS: dict[str, ModelSpec] = {
             MICRO_MODEL,
             "configs/sam2.1_hiera_micro.yaml",
             None,
-            "5fb24f0a1673e979a6e5d27bdfbf505e88f2ad540bb03a1199795334a8347192",
+            "db5059fa28a6e91ced8bde72a6b9500fbd36d452eb02d5562681fbbe5d1d0b0f",
             6,
             "napari_sam2.engine",
         ),
