@@ -393,6 +393,7 @@ def _clip_tensors(rng, frames, labels, ids) -> dict:
 
 
 def collate_list(items):
+    """Clips stay a list of sample dicts: ``video_step`` gathers each clip's objects itself."""
     return items
 
 

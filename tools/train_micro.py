@@ -154,6 +154,7 @@ TRAIN_ONLY = {"iou": "sam_mask_decoder.iou_prediction_head.", "decoder": "sam_ma
 
 
 def lr_at(step: int, total: int, base: float, warmup: int = 150) -> float:
+    """Linear warm-up, then cosine from ``base`` down to 5 % of it at ``total``."""
     if step < warmup:
         return base * (step + 1) / warmup
     frac = min(1.0, (step - warmup) / max(1, total - warmup))
@@ -161,6 +162,8 @@ def lr_at(step: int, total: int, base: float, warmup: int = 150) -> float:
 
 
 def save(out: Path, model, opt, meta: dict, log: list) -> None:
+    """Weights (the packaged format), optimizer state, meta and log into ``out``, each file
+    replaced whole so a run killed mid-save leaves the previous checkpoint."""
     out.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
     torch.save({"model": sd}, out / "model.tmp")

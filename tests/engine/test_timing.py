@@ -2,7 +2,7 @@
 
 import pytest
 
-from napari_sam2.engine.video.timing import RunTimes
+from napari_sam2.engine.video.timing import RECENT, RunTimes
 
 
 def test_one_object_count_measured_bounds_the_others():
@@ -27,3 +27,14 @@ def test_a_line_through_the_runs_never_falls_with_objects_nor_grows_past_proport
     steep.add(frames=1, object_frames=1, seconds=1)
     steep.add(frames=1, object_frames=2, seconds=3)
     assert steep.estimate(1, 4) == ("about", pytest.approx(4 * 1.4))  # through the origin
+
+
+def test_only_the_latest_runs_count():
+    """Runs on a loaded machine early in a session stop weighing on the estimate."""
+    times = RunTimes()
+    for _ in range(5):
+        times.add(frames=10, object_frames=10, seconds=50.0)  # 5 s a frame
+    for _ in range(RECENT):
+        times.add(frames=10, object_frames=10, seconds=10.0)  # 1 s a frame
+    assert times.estimate(100, 1) == ("about", 100.0)
+    assert len(times.runs) == RECENT

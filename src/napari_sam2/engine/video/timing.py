@@ -6,19 +6,23 @@ GPU; H200, micro: 1 object 6-10 ms a frame, 8 objects 13 ms, 64 objects 53 ms) a
 proportion where arithmetic bounds it (a CPU). The measured runs' seconds per frame are fitted
 as ``a + b × objects``; from runs of one object count only, the time per object and frame is
 scaled, which is about right on a CPU, and on a GPU an upper bound for more objects and a lower
-bound for fewer.
+bound for fewer. Only the latest ``RECENT`` runs count: they show the machine as it is now (its
+load, the plane size in use), and the history stays bounded over a long session.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from statistics import linear_regression, mean
+
+RECENT = 20
 
 
 class RunTimes:
     """The runs measured with one model on one device: (objects per frame, seconds per frame)."""
 
     def __init__(self) -> None:
-        self.runs: list[tuple[float, float]] = []
+        self.runs: deque[tuple[float, float]] = deque(maxlen=RECENT)
 
     def add(self, frames: int, object_frames: int, seconds: float) -> None:
         """A run that made ``object_frames`` masks on ``frames`` frames in ``seconds``."""
