@@ -107,7 +107,7 @@ def correction() -> None:
     stack = tifffile.imread(REAL / "nuclei.tif")
     truth = tifffile.imread(REAL / "nuclei_label.tif")[z]
     # (nucleus, its deepest pixel, the correcting click, its polarity), measured beforehand
-    objects = [(18, (25, 255), (36, 235), False), (2, (137, 32), (132, 63), True)]
+    objects = [(8, (73, 110), (96, 161), False), (2, (137, 32), (132, 63), True)]
     viewer, widget = open_viewer_with_widget(stack, name="real nuclei (confocal)")
     session, labels = widget.session, widget.session.labels_layer
     viewer.dims.set_current_step(0, z)
