@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from micro_data import N_PROMPTS, PROMPTS
+from micro_images import N_PROMPTS, PROMPTS
 from micro_losses import correction_click, degraded_mask_prompt, frame_loss, prompt_loss
 from micro_model import IMAGE_SIZE, decode, image_features, to_model_input
 

@@ -47,7 +47,7 @@ def turn_points(xy: torch.Tensor, k: int, boxes: torch.Tensor | None = None) -> 
 
 
 def turn_image_sample(sample: dict, k: int, box_slots: slice) -> dict:
-    """An image sample of micro_data.make_image_sample under symmetry ``k``."""
+    """An image sample of micro_images.make_image_sample under symmetry ``k``."""
     boxes = torch.zeros(sample["points"].shape[0], dtype=torch.bool)
     boxes[box_slots] = True
     return {

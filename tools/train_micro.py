@@ -103,7 +103,7 @@ Echo and crowded clips (issue 17, ``--echo R``)
   field covered, cells touching and passing each other; no divisions in 8 frames).
 
 * 70 % of the positive + negative pairs put the negative inside a touching neighbour, pair
-  loss x 2 (micro_data.TOUCH_NEGATIVE): the correction a user makes when a click takes a cluster.
+  loss x 2 (micro_images.TOUCH_NEGATIVE): the correction a user makes when a click takes a cluster.
 
 The packaged v2d is ½ the issue-5 weights + ½ pA (v2c-d, then on the H200 ``--init v2c-d.pt
 --echo 4 --batch 12 --clips 6 --z-clips 2 --lr 1e-4 --warmup 20 --nuclei-share 0.3
@@ -122,7 +122,8 @@ Commands used for the issue-5 checkpoint (each on one H100; see docs/micro-model
         --budget-s 700 --time-limit 420 --log-every 10
 
 The code beside this script: micro_model.py (the model, its input, the predictor's forward),
-micro_data.py (samples and streams), micro_losses.py, micro_steps.py (image and video steps).
+micro_images.py and micro_data.py (image and clip samples, their streams), micro_losses.py,
+micro_steps.py (image and video steps).
 
 The result is written as ``$OUT/model.pt`` (``{"model": state_dict}``, float32), ``$OUT/opt.pt``
 (optimizer state for resuming) and ``$OUT/log.jsonl`` (one JSON line per logged step).
@@ -142,8 +143,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import micro_data  # noqa: E402
-from micro_data import ClipStream, ImageStream, clip_batches  # noqa: E402
+import micro_images  # noqa: E402
+from micro_data import ClipStream, clip_batches  # noqa: E402
+from micro_images import ImageStream  # noqa: E402
 from micro_model import DEFAULT_CONFIG, build_model, check_against_predictor  # noqa: E402
 from micro_steps import image_step, video_step  # noqa: E402
 
@@ -248,7 +250,7 @@ def main(argv=None) -> None:
         "--nuclei-share", type=float, default=0.0, help="images / z-stacks of confocal nuclei"
     )
     args = ap.parse_args(argv)
-    micro_data.NUCLEI_SHARE = args.nuclei_share  # read by the data workers
+    micro_images.NUCLEI_SHARE = args.nuclei_share  # read by the data workers
 
     if args.check:
         print(json.dumps({"max_abs_diff_vs_predictor": check_against_predictor(args.config)}))

@@ -54,25 +54,25 @@ def test_one_click_segments_a_synthetic_cell():
 
 @pytest.mark.parametrize("seed", [0])
 def test_training_sample_is_well_formed(seed):
-    mm, md = _tools_module("micro_model"), _tools_module("micro_data")
-    sample = md.make_image_sample(np.random.default_rng(seed))
+    mm, mi = _tools_module("micro_model"), _tools_module("micro_images")
+    sample = mi.make_image_sample(np.random.default_rng(seed))
     assert sample["image"].shape == (1, mm.IMAGE_SIZE, mm.IMAGE_SIZE)
-    assert sample["points"].shape == (md.N_PROMPTS, 2, 2)
-    assert sample["targets"].shape == (md.N_PROMPTS, mm.LOW_RES, mm.LOW_RES)
+    assert sample["points"].shape == (mi.N_PROMPTS, 2, 2)
+    assert sample["targets"].shape == (mi.N_PROMPTS, mm.LOW_RES, mm.LOW_RES)
     assert (sample["targets"].flatten(1).amax(1) > 0).all()  # every prompt has an object
 
 
 def test_a_pairs_negative_click_lies_in_a_touching_neighbour(monkeypatch):
     """Training pairs teach the correction of a click that took a cluster (issue 17)."""
-    md = _tools_module("micro_data")
-    monkeypatch.setattr(md, "TOUCH_NEGATIVE", 1.0)
+    mi = _tools_module("micro_images")
+    monkeypatch.setattr(mi, "TOUCH_NEGATIVE", 1.0)
     _, labels = synthetic_cells((256, 256), n_cells=6, seed=5, touching=True)
     rng = np.random.default_rng(0)
     for k in range(1, labels.max() + 1):
         m = labels == k
-        touching = md.touching_neighbours(labels, m, k)
+        touching = mi.touching_neighbours(labels, m, k)
         for _ in range(5):
-            r, c = md._negative_pixel(rng, labels, m, k)
+            r, c = mi.negative_pixel(rng, labels, m, k)
             hit = labels[int(round(r)), int(round(c))]
             if len(touching):
                 assert hit in touching, (k, hit, touching)
@@ -84,7 +84,7 @@ def test_a_pairs_negative_click_lies_in_a_touching_neighbour(monkeypatch):
 def test_long_zstack_clip_runs_both_ways_from_the_widest_slice(nuclei_share, monkeypatch):
     """make_zstack_sample: the widest slice first, up the stack, then down it (issue 17)."""
     md = _tools_module("micro_data")
-    monkeypatch.setattr(md, "NUCLEI_SHARE", nuclei_share)
+    monkeypatch.setattr(_tools_module("micro_images"), "NUCLEI_SHARE", nuclei_share)
     sample = md.make_zstack_sample(np.random.default_rng(3), 5)
     order = sample["frame_idx"].tolist()
     assert order == [4, 5, 6, 7, 8, 3, 2, 1, 0]
