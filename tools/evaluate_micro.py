@@ -100,8 +100,7 @@ class Model:
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         model = mm.build_model(config, video=True, inference=True)
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(mm.load_weights(checkpoint), strict=True)
         self.predictor = SAM2ImagePredictor(model.to(device).eval())
         # The predictor assumes a 1024 input's feature sizes; other input sizes have their own.
         size = model.image_size

@@ -78,8 +78,7 @@ class VideoModel:
 
     def __init__(self, checkpoint, config=mm.DEFAULT_CONFIG, device="cpu"):
         model = mm.build_model(config, video=True, inference=True)
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(mm.load_weights(checkpoint), strict=True)
         self.device = torch.device(device)
         self.predictor = model.to(self.device).eval()
         if self.device.type == "cpu":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from micro_model import load_weights
 
 
 def interpolate(a: dict, b: dict, alpha: float) -> dict:
@@ -29,8 +30,8 @@ def main(argv=None) -> None:
     ap.add_argument("alpha", type=float)
     ap.add_argument("out")
     args = ap.parse_args(argv)
-    load = lambda p: torch.load(p, map_location="cpu", weights_only=True)["model"]  # noqa: E731
-    torch.save({"model": interpolate(load(args.a), load(args.b), args.alpha)}, args.out)
+    blend = interpolate(load_weights(args.a), load_weights(args.b), args.alpha)
+    torch.save({"model": blend}, args.out)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,11 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
+def load_weights(checkpoint: str | Path) -> dict:
+    """The state dict of a checkpoint in the packaged format (``{"model": state_dict}``)."""
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+
+
 def build_model(config: str | Path = DEFAULT_CONFIG, video: bool = False, inference=False):
     """The micro SAM2 built from its YAML, as napari_sam2.engine.models does (no weights)."""
     from hydra.utils import instantiate
@@ -119,9 +124,7 @@ def check_against_predictor(config=DEFAULT_CONFIG, checkpoint=None) -> float:
     torch.manual_seed(0)
     model = build_model(config).eval()
     if checkpoint:
-        model.load_state_dict(
-            torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
-        )
+        model.load_state_dict(load_weights(checkpoint))
     image, labels = synthetic_cells((300, 420), n_cells=5, seed=7)
     frame01 = normalise(image)
     pred = SAM2ImagePredictor(model)
