@@ -73,6 +73,7 @@ def build(name: str, checkpoint: str | None, device: str, compile: bool = False)
 
     sys.path.insert(0, str(ROOT / "src"))
     from napari_sam2.engine import models
+    from napari_sam2.engine.mask_choice import keep_stable_choice
 
     if checkpoint:
         return models.build_model(name, checkpoint, device, compile)
@@ -86,6 +87,7 @@ def build(name: str, checkpoint: str | None, device: str, compile: bool = False)
     )
     torch.manual_seed(0)
     model = instantiate(cfg.model, _recursive_=True).to(device).eval()
+    keep_stable_choice(model)  # as models.build_model: both engines choose masks alike
     if compile:
         models.compile_image_encoder(model)
     return model

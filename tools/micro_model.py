@@ -46,7 +46,12 @@ def build_model(config: str | Path = DEFAULT_CONFIG, video: bool = False, infere
     if over:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(over))
     OmegaConf.resolve(cfg)
-    return instantiate(cfg.model, _recursive_=True)
+    model = instantiate(cfg.model, _recursive_=True)
+    if inference:  # the plugin's choice among a click's three masks
+        from napari_sam2.engine.mask_choice import keep_stable_choice
+
+        keep_stable_choice(model)
+    return model
 
 
 def normalise(plane: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:

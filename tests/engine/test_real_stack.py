@@ -61,12 +61,28 @@ def test_the_negative_click_goes_on_the_neighbour_with_the_longest_shared_border
     assert real.em.touching_neighbour(labels, 4) is None
 
 
-def test_the_packaged_micro_model_segments_real_nuclei_better_than_its_predecessor(real):
+class _Plugin:
+    """The plugin's own image path (``Segmenter``) in the evaluation's model interface, on
+    slices already normalised stack-wide."""
+
+    def __init__(self, segmenter):
+        self.segmenter = segmenter
+
+    def set_frame(self, frame):
+        self.segmenter.set_image(frame, contrast_limits=(0, 1))
+
+    def predict(self, points=None, labels=None, box=None):
+        return self.segmenter.predict(points=points, point_labels=labels, box=box)
+
+
+def test_the_plugin_segments_real_nuclei_better_than_the_micro_models_predecessor(
+    real, micro_segmenter
+):
     """Real confocal nuclei, one click / one box / click + negative click on the touching
-    neighbour per cross-section: above the figures of the weights it replaced (5fb24f0a:
-    0.701 / 0.777 / 0.793; docs/micro-model.md)."""
+    neighbour per cross-section, through the plugin's Segmenter (0.761 / 0.800 / 0.854): above
+    the weights the packaged ones replaced (5fb24f0a: 0.701 / 0.777 / 0.793) and, for the
+    click, sam2's own choice among a click's three masks (0.739; docs/micro-model.md)."""
     _, frames01, labels = real.load_stack(DATA)
-    model = real.em.Model(real.em.DEFAULT_CHECKPOINT, real.mm.DEFAULT_CONFIG, "cpu")
-    res = real.evaluate_2d(model, frames01, labels, step=3, min_area=20)
-    assert res["click"] > 0.73 and res["box"] > 0.79, res
+    res = real.evaluate_2d(_Plugin(micro_segmenter), frames01, labels, step=3, min_area=20)
+    assert res["click"] > 0.755 and res["box"] > 0.79, res
     assert res["touching_negative"] > 0.84, res

@@ -1,7 +1,8 @@
 """Segment everything: SAM2's stock automatic mask generator, batch by batch, as a generator.
 
 ``SAM2AutomaticMaskGenerator`` (sam2's own class, its filtering and NMS untouched) prompts the
-model with a grid of points and keeps the confident, stable, non-duplicate masks. Its
+model with a grid of points and keeps the confident, stable, non-duplicate masks (of all three
+masks of each point: ``mask_choice.all_candidates``). Its
 ``generate`` is one long call; here the same per-batch step (``_process_batch``) is driven
 from a generator that yields a ``Progress`` after every point batch, so a GUI worker can show
 progress and cancel by closing the generator. The full-image embedding is the one the
@@ -138,6 +139,8 @@ def iter_mask_proposals(
     from sam2.utils.amg import MaskData, area_from_rle, batch_iterator, generate_crop_boxes
     from torchvision.ops.boxes import batched_nms, box_area
 
+    from .mask_choice import all_candidates
+
     amg = SAM2AutomaticMaskGenerator(model, **options.generator_kwargs())
     predictor = amg.predictor
     device = next(model.parameters()).device
@@ -161,7 +164,7 @@ def iter_mask_proposals(
             points = amg.point_grids[layer] * np.array(crop_hw)[None, ::-1]
             in_crop = MaskData()
             for (batch,) in batch_iterator(amg.points_per_batch, points):
-                with inference_context(device):
+                with inference_context(device), all_candidates():
                     in_crop.cat(amg._process_batch(batch, crop_hw, crop_box, (h, w), True))
                 done += 1
                 yield Progress(done, total)

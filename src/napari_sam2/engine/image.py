@@ -99,8 +99,8 @@ class ImageSession:
     def predict(self, prompts: PromptSet) -> tuple[np.ndarray, float]:
         """Boolean mask of the current frame and SAM2's predicted IoU for it.
 
-        A single click is ambiguous, so three masks are proposed and the one with the highest
-        predicted IoU is kept; any richer prompt asks for one mask.
+        A single click is ambiguous, so three masks are proposed and the decoder keeps one
+        (``mask_choice``); any richer prompt asks for one mask.
         """
         if self.key is None:
             raise SAM2Error("No image is set: call set_image first.")
@@ -144,9 +144,9 @@ class ImageSession:
 
 
 def _best(masks: torch.Tensor, scores: torch.Tensor, _low_res=None) -> tuple:
-    """The proposal with the highest predicted IoU and its score, picked on the device: only
-    one boolean mask then travels to the host, where ``predictor.predict`` copies every
-    proposal as float32."""
+    """The proposal with the highest predicted IoU and its score (the one the decoder kept,
+    where it keeps one), picked on the device: only one boolean mask then travels to the host,
+    where ``predictor.predict`` copies every proposal as float32."""
     score, best = scores[0].float().max(dim=0)
     # index_select, not masks[0, best]: a tensor index would be read back to the host.
     return masks[0].index_select(0, best.view(1))[0], score

@@ -302,12 +302,15 @@ def build_model(
 
     ``checkpoint`` replaces the registry's weights with a local file of the same architecture.
     The model is always the ``SAM2VideoPredictor`` class: it is a ``SAM2Base`` the image
-    predictor accepts too, so one set of weights in memory serves clicks and propagation.
+    predictor accepts too, so one set of weights in memory serves clicks and propagation. Its
+    decoder keeps one of a click's three masks by predicted IoU + stability (``mask_choice``).
     ``compile`` (CUDA only) compiles the image encoder (``compile_image_encoder``): the model
     load's warm-up then takes about a minute (less once inductor's cache holds it).
     """
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
+
+    from .mask_choice import keep_stable_choice
 
     spec = model_spec(name)
     device = select_device(device)
@@ -331,7 +334,7 @@ def build_model(
             f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}). "
             "Pick the model the checkpoint was trained as."
         )
-    model = model.to(device).eval()
+    model = keep_stable_choice(model.to(device).eval())
     if compile:
         compile_image_encoder(model)
     return model
