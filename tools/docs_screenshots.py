@@ -103,11 +103,11 @@ def correction() -> None:
     object 1, a second positive click completes object 2."""
     import tifffile
 
-    z = 30
+    z = 33
     stack = tifffile.imread(REAL / "nuclei.tif")
     truth = tifffile.imread(REAL / "nuclei_label.tif")[z]
     # (nucleus, its deepest pixel, the correcting click, its polarity), measured beforehand
-    objects = [(8, (73, 110), (96, 161), False), (2, (137, 32), (132, 63), True)]
+    objects = [(8, (69, 108), (96, 161), False), (2, (138, 31), (133, 65), True)]
     viewer, widget = open_viewer_with_widget(stack, name="real nuclei (confocal)")
     session, labels = widget.session, widget.session.labels_layer
     viewer.dims.set_current_step(0, z)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_sam2.engine.holes import fill_small_holes
 from napari_sam2.engine.video import session as video_session
 from napari_sam2.engine.video import tracking
 from napari_sam2.engine.video.batching import size_class
@@ -136,6 +137,8 @@ def test_same_masks_as_the_official_predictor_for_several_objects(model, stack):
         for reverse in (False, True):
             for f, i, logits in per_object_masks(model.propagate_in_video(state, reverse=reverse)):
                 stock[f, i] = logits[0].numpy() > 0
+    for i in prompts[5]:  # the engine fills small holes of masks made from clicks or a box
+        fill_small_holes(stock[5, i])
     assert sorted(ours) == sorted(stock)
     for key, mask in stock.items():
         assert (ours[key] == mask).all(), key

@@ -9,6 +9,7 @@ from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2.utils.amg import calculate_stability_score
 from scipy.ndimage import distance_transform_edt
 
+from napari_sam2.engine.holes import fill_small_holes
 from napari_sam2.engine.mask_choice import (
     STABILITY_OFFSET,
     StableChoiceMaskDecoder,
@@ -59,7 +60,9 @@ def test_a_click_keeps_the_mask_of_highest_predicted_iou_plus_stability(clicked)
         differs += best != int(np.argmax(ious))
         assert iou[0] == pytest.approx(ious[best], abs=1e-5)  # its own predicted IoU
         np.testing.assert_array_equal(one[0], masks[best])
-        np.testing.assert_array_equal(segmenter.predict(points=[click]), masks[best])
+        shown = masks[best] > 0
+        fill_small_holes(shown)  # as the engine hands masks out
+        np.testing.assert_array_equal(segmenter.predict(points=[click]), shown)
     assert differs  # these clicks tell the rule from sam2's own (highest predicted IoU)
 
 

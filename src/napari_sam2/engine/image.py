@@ -16,6 +16,7 @@ import xxhash
 
 from .cuda_graphs import GraphedCall
 from .errors import SAM2Error
+from .holes import fill_small_holes
 from .models import inference_context
 from .prompts import PromptSet
 
@@ -100,7 +101,8 @@ class ImageSession:
         """Boolean mask of the current frame and SAM2's predicted IoU for it.
 
         A single click is ambiguous, so three masks are proposed and the decoder keeps one
-        (``mask_choice``); any richer prompt asks for one mask.
+        (``mask_choice``); any richer prompt asks for one mask. Small holes are filled
+        (``holes``).
         """
         if self.key is None:
             raise SAM2Error("No image is set: call set_image first.")
@@ -123,7 +125,9 @@ class ImageSession:
             else:
                 proposals = self.predictor._predict(coords, labels, box, mask_input, multimask)
                 mask, score = _best(*proposals)
-        return mask.cpu().numpy(), float(score)
+        mask = mask.cpu().numpy()
+        fill_small_holes(mask)
+        return mask, float(score)
 
     def _clicks(self, image_embed, high_res_0, high_res_1, coords, labels, multimask, hw):
         """The mask decoder on clicks, as a function of tensors only, so that on CUDA it can be
