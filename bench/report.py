@@ -310,44 +310,25 @@ def batch_table(lines: list[dict]) -> str:
     return "\n".join(out)
 
 
-def plot_memory(lines: list[dict], path: Path) -> None:
-    """GPU peak and host peak RSS against frame count, this engine and the official one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def memory_series(lines: list[dict]) -> tuple[dict, str]:
+    """{(measure, engine): (frame counts, median values)} of bfloat16 warm propagation runs for
+    ``report_plots.plot_memory``, and the GPU's name."""
     rows = {k[::3]: v for k, v in propagation_rows(lines).items() if k[1:3] == ("bfloat16", True)}
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharex=True)
-    for ax, key, title in (
-        (axes[0], "gpu_peak_gib", "GPU peak memory"),
-        (axes[1], "rss_peak_gib", "host peak RSS"),
-    ):
-        for engine, style in (("ours", "o-"), ("official", "s--")):
+    series = {}
+    for key in ("gpu_peak_gib", "rss_peak_gib"):
+        for engine in ("ours", "official"):
             frames = sorted(f for f, e in rows if e == engine)
-            values = [_median([r[key] for r in rows[(f, engine)]]) for f in frames]
-            label = "napari-sam2" if engine == "ours" else "official SAM2VideoPredictor"
-            ax.plot(frames, values, style, label=label)
-        ax.set_xscale("log")
-        ax.set_xlabel("frames propagated")
-        ax.set_ylabel("GiB")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+            series[(key, engine)] = (
+                frames,
+                [_median([r[key] for r in rows[(f, engine)]]) for f in frames],
+            )
     gpu = next((r["gpu"] for runs in rows.values() for r in runs if r.get("gpu")), "CPU")
-    fig.suptitle(f"Propagation, sam2.1 tiny (random weights, bf16), 960×540 frames, {gpu}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    return series, gpu
 
 
-def plot_latency(lines: list[dict], path: Path) -> None:
-    """Click → mask latency per model size: GPU bf16 (ours, official) and CPU float32."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def latency_series(lines: list[dict]) -> tuple[dict, list[str]]:
+    """{"device dtype, impl": {model's short name: median click ms}} and the short names in
+    model-size order, for ``report_plots.plot_latency``."""
     series = defaultdict(dict)
     for line in lines:
         if line.get("bench") != "interactive" or line["metric"] != "click":
@@ -355,23 +336,9 @@ def plot_latency(lines: list[dict], path: Path) -> None:
         if line.get("path"):
             continue
         label = f"{line['device']} {line['dtype']}, {line['impl']}"
-        series[label][line["model"]] = line["value"]
-    models = [m for m in ORDER if any(m in s for s in series.values())]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.8 / max(1, len(series))
-    for k, (label, values) in enumerate(sorted(series.items())):
-        xs = [i + k * width for i, m in enumerate(models) if m in values]
-        ys = [values[m] for m in models if m in values]
-        ax.bar(xs, ys, width, label=label)
-    ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(models))])
-    ax.set_xticklabels([short(m) for m in models])
-    ax.set_yscale("log")
-    ax.set_ylabel("click → mask, median (ms, log scale)")
-    ax.set_title("Click latency on a cached 1024² embedding (random weights)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+        series[label][short(line["model"])] = line["value"]
+    models = [short(m) for m in ORDER if any(short(m) in s for s in series.values())]
+    return dict(sorted(series.items())), models
 
 
 def main(argv=None) -> None:
@@ -412,10 +379,12 @@ def main(argv=None) -> None:
         print("\n### large images\n")
         print(tables(lines))
     if args.plot:
+        from report_plots import plot_latency, plot_memory
+
         if propagation_rows(lines):
-            plot_memory(lines, args.plot)
+            plot_memory(*memory_series(lines), args.plot)
         else:
-            plot_latency(lines, args.plot)
+            plot_latency(*latency_series(lines), args.plot)
 
 
 if __name__ == "__main__":
