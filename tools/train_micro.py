@@ -80,17 +80,8 @@ Long z-stack clips (issue 17, ``--z-clips K --z-frames N``)
   widest slice tracked; a share ``--nuclei-share`` from ``synthetic_nuclei_stack``. The
   ``--clips`` stream then draws no z-stacks (time-lapses only). Every clip now passes
   ``num_frames`` >= 16 (PTR_FRAMES) to SAM2, as inference does.
-* Starting point: v2b's image parts with the packaged memory parts (measured on the dev
-  machine's CPU on nuclei 14 and 10, the two v2b lost most) track worse than v2b itself (3D
-  IoU 0.55 / 0.63; v2b 0.64 / 0.67 and packaged 0.91 / 0.91 on the H200; the tracked masks
-  take in a touching neighbour, 1.6-1.9 x the true area), so v2b's loss is not in its memory
-  parts alone: the
-  image parts it shares with tracking (decoder, backbone features) moved, and the memory has
-  to be trained against them on clips like the evaluation's. Neither starting point is sure,
-  so ``tools/run_micro_v2.sh`` trains two side by side on the one GPU: from v2b with the image
-  parts at half the memory parts' lr (keep its 2D gains, let memory and decoder re-learn z),
-  and from the packaged weights at v2b's lr (keep its z-propagation, learn 2D from the
-  current generator).
+* Two runs side by side from two starting points (v2b, and the packaged weights): why,
+  docs/micro-model.md ("Earlier (v2a / v2b ...)").
 
 Echo and crowded clips (issue 17, ``--echo R``)
 ----------------------------------------------
