@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_sam2.engine.image import feature_sizes
 from napari_sam2.engine.synthetic import synthetic_cells
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -102,9 +103,7 @@ class Model:
         model = mm.build_model(config, video=True, inference=True)
         model.load_state_dict(mm.load_weights(checkpoint), strict=True)
         self.predictor = SAM2ImagePredictor(model.to(device).eval())
-        # The predictor assumes a 1024 input's feature sizes; other input sizes have their own.
-        size = model.image_size
-        self.predictor._bb_feat_sizes = [(size // k, size // k) for k in (4, 8, 16)]
+        self.predictor._bb_feat_sizes = feature_sizes(model.image_size)
 
     def set_image(self, image: np.ndarray) -> None:
         self.set_frame(mm.normalise(image))

@@ -153,3 +153,32 @@ def test_predict_before_set_image(random_checkpoint):
     seg = Segmenter("sam2.1_hiera_micro", device="cpu", checkpoint=random_checkpoint)
     with pytest.raises(SAM2Error, match="set_image"):
         seg.predict(points=[(1, 1)])
+
+
+def test_a_model_of_another_input_size_segments_clicks_and_everything(gray_image):
+    """sam2's image predictor assumes a 1024 input's feature sizes; a model made for another
+    input size (issue 17's CPU-first micro) still segments a click, a box and everything."""
+    from napari_sam2.engine.automatic import AutomaticOptions, iter_mask_proposals
+    from napari_sam2.engine.frames import Normalization, model_input
+    from napari_sam2.engine.image import ImageSession
+    from napari_sam2.engine.prompts import PromptSet
+
+    from .test_video import small_video_model
+
+    image_size = 512
+    model = small_video_model(image_size)
+    session = ImageSession(model)
+    frame = model_input(gray_image, Normalization.for_data(gray_image), image_size, session.device)
+    session.set_frame(frame, gray_image.shape, "plane")
+    for prompt in (PromptSet.from_arguments([(40, 60)], [1]), PromptSet(box=(10, 20, 60, 90))):
+        mask, _ = session.predict(prompt)
+        assert mask.shape == gray_image.shape
+    rgb = np.repeat((gray_image / gray_image.max())[..., None], 3, -1).astype(np.float32)
+    options = AutomaticOptions(points_per_side=4, crop_n_layers=1, pred_iou_thresh=0, min_area=0)
+    proposals = iter_mask_proposals(model, rgb, options)
+    while True:
+        try:
+            next(proposals)
+        except StopIteration as done:
+            assert all(p.mask.shape == gray_image.shape for p in done.value)
+            break

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .errors import SAM2Error
+from .image import feature_sizes
 from .models import inference_context
 from .window import MaskCrop
 
@@ -143,6 +144,7 @@ def iter_mask_proposals(
 
     amg = SAM2AutomaticMaskGenerator(model, **options.generator_kwargs())
     predictor = amg.predictor
+    predictor._bb_feat_sizes = feature_sizes(model.image_size)
     device = next(model.parameters()).device
     h, w = frame.shape[:2]
     crop_boxes, layers = generate_crop_boxes((h, w), amg.crop_n_layers, amg.crop_overlap_ratio)

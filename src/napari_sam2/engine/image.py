@@ -33,6 +33,12 @@ def plane_fingerprint(plane: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def feature_sizes(image_size: int) -> list[tuple[int, int]]:
+    """The backbone's feature map sizes (strides 4, 8 and 16) at an ``image_size`` input, for
+    sam2's image predictor, which assumes those of a 1024 input."""
+    return [(image_size // stride, image_size // stride) for stride in (4, 8, 16)]
+
+
 class ImageSession:
     """Holds an image predictor and the embeddings of recently seen frames."""
 
@@ -40,6 +46,7 @@ class ImageSession:
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         self.predictor = SAM2ImagePredictor(model)
+        self.predictor._bb_feat_sizes = feature_sizes(model.image_size)
         self.device = next(model.parameters()).device
         self.cache_size = cache_size
         self._cache: OrderedDict[Hashable, tuple[dict, tuple[int, int]]] = OrderedDict()
