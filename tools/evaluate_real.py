@@ -168,30 +168,6 @@ def evaluate_3d(
     }
 
 
-def config_at_size(config: str | Path, image_size: int) -> str:
-    """A copy of ``config`` with another input size (and memory attention's RoPE grid), for
-    measuring a checkpoint at the CPU-first input sizes of issue 17."""
-    import tempfile
-
-    from omegaconf import OmegaConf
-
-    side = image_size // 16
-    layer = "model.memory_attention.layer"
-    cfg = OmegaConf.merge(
-        OmegaConf.load(str(config)),
-        OmegaConf.from_dotlist(
-            [
-                f"model.image_size={image_size}",
-                f"{layer}.self_attention.feat_sizes=[{side},{side}]",
-                f"{layer}.cross_attention.feat_sizes=[{side},{side}]",
-            ]
-        ),
-    )
-    path = Path(tempfile.mkdtemp()) / f"micro_{image_size}.yaml"
-    OmegaConf.save(cfg, path)
-    return str(path)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default=str(em.DEFAULT_CHECKPOINT))
@@ -208,7 +184,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.image_size:
-        args.config = config_at_size(args.config, args.image_size)
+        args.config = mm.config_at_size(args.config, args.image_size)
     _, frames01, labels = load_stack(args.data)
     tag = {"checkpoint": Path(args.checkpoint).name, "image_size": args.image_size or 1024}
     if "2d" not in args.skip:

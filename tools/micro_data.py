@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 
 import micro_images as mi
+import micro_model as mm
 import numpy as np
 import torch
 import torch.nn.functional as F
-from micro_model import IMAGE_SIZE, LOW_RES
 from train_echo import echoed, turn_clip_sample
 
 from napari_sam2.engine.synthetic import synthetic_clip
@@ -78,7 +78,7 @@ def make_clip_sample(
     """
     h, w = (int(v) for v in rng.integers(160, 449, 2))
     r_model = math.exp(rng.uniform(math.log(20), math.log(150)))
-    radius = max(5.0, r_model * math.sqrt(h * w) / IMAGE_SIZE)
+    radius = max(5.0, r_model * math.sqrt(h * w) / mm.SIZE_REFERENCE)
     n_cells = int(rng.integers(1, 6))
     p_static = max(0.1, 0.5 - 0.4 * progress / 0.3)
     u = rng.random()
@@ -155,7 +155,7 @@ def make_zstack_sample(rng: np.random.Generator, per_side: int, both_ways: bool 
     """
     h, w = (int(v) for v in rng.integers(160, 449, 2))
     r_model = math.exp(rng.uniform(math.log(12), math.log(150)))
-    radius = max(4.0, r_model * math.sqrt(h * w) / IMAGE_SIZE)
+    radius = max(4.0, r_model * math.sqrt(h * w) / mm.SIZE_REFERENCE)
     n = 2 * per_side - 1 if both_ways else per_side
     centre = per_side - 1 if both_ways else 0
     seed = int(rng.integers(1 << 31))
@@ -200,13 +200,14 @@ def _clip_tensors(rng, frames, labels, ids) -> dict:
     lo, hi = np.percentile(frames[:, ::2, ::2], [0.5, 99.8])
     clip = np.clip((frames.astype(np.float32) - lo) / max(hi - lo, 1.0), 0, 1)
     n_frames, h, w = labels.shape
-    sy, sx = IMAGE_SIZE / h, IMAGE_SIZE / w
-    targets = np.zeros((VIDEO_OBJ, n_frames, LOW_RES, LOW_RES), np.uint8)
+    sy, sx = mm.INPUT_SIZE / h, mm.INPUT_SIZE / w
+    low = mm.low_res()
+    targets = np.zeros((VIDEO_OBJ, n_frames, low, low), np.uint8)
     prompt = np.zeros((VIDEO_OBJ, 2, 2), np.float32)
     kind = np.full(VIDEO_OBJ, -1, np.int64)  # 0 click, 1 box, 2 mask; -1 unused slot
     lab = torch.from_numpy(labels)
     for j, k in enumerate(ids):
-        t = F.interpolate((lab == k).float()[:, None], (LOW_RES, LOW_RES), mode="area")
+        t = F.interpolate((lab == k).float()[:, None], (low, low), mode="area")
         targets[j] = (t[:, 0].numpy() * 255).round().astype(np.uint8)
         m = labels[0] == k
         u = rng.random()

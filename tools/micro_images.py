@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 
+import micro_model as mm
 import numpy as np
 import torch
 import torch.nn.functional as F
-from micro_model import IMAGE_SIZE, LOW_RES, normalise
+from micro_model import normalise
 from scipy import ndimage
 from train_echo import echoed, turn_image_sample
 
@@ -53,7 +54,7 @@ def random_nuclei(rng: np.random.Generator):
     """One confocal nuclei image (``synthetic_nuclei``): crowded, sizes and optics at random."""
     h, w = (int(v) for v in rng.integers(160, 641, 2))
     r_model = math.exp(rng.uniform(math.log(12), math.log(150)))
-    radius = max(3.0, r_model * math.sqrt(h * w) / IMAGE_SIZE)
+    radius = max(3.0, r_model * math.sqrt(h * w) / mm.SIZE_REFERENCE)
     n = int(np.clip(rng.uniform(0.15, 0.6) * h * w / (math.pi * radius**2), 1, 150))
     while True:
         image, labels = synthetic_nuclei(
@@ -76,7 +77,7 @@ def random_cells(rng: np.random.Generator):
         return random_nuclei(rng)
     h, w = (int(v) for v in rng.integers(160, 769, 2))
     r_model = math.exp(rng.uniform(math.log(10), math.log(150)))  # radius at 1024 input
-    radius = max(4.0, r_model * math.sqrt(h * w) / IMAGE_SIZE)
+    radius = max(4.0, r_model * math.sqrt(h * w) / mm.SIZE_REFERENCE)
     coverage = rng.uniform(0.05, 0.4)
     n = int(np.clip(coverage * h * w / (math.pi * radius**2), 1, 60))
     return synthetic_cells(
@@ -143,23 +144,25 @@ def negative_pixel(rng, labels: np.ndarray, m: np.ndarray, k: int) -> tuple[floa
 
 
 def make_image_sample(rng: np.random.Generator) -> dict:
-    """An image resized to 1024 and N_PROMPTS prompts with their 256 x 256 targets."""
+    """An image resized to the model input and N_PROMPTS prompts with their low-resolution
+    targets (1024 and 256 for the packaged micro)."""
     image, labels = random_cells(rng)
     h, w = labels.shape
     frame = torch.from_numpy(normalise(image, rng))[None, None]
+    side, low = mm.INPUT_SIZE, mm.low_res()
     frame = F.interpolate(
-        frame, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True
+        frame, (side, side), mode="bilinear", align_corners=False, antialias=True
     )[0]
     n_obj = int(labels.max())
     objs = rng.permutation(np.tile(np.arange(1, n_obj + 1), N_PROMPTS // n_obj + 1))[:N_PROMPTS]
-    sy, sx = IMAGE_SIZE / h, IMAGE_SIZE / w  # pixel (row, col) → model input (x, y): x * sx
+    sy, sx = side / h, side / w  # pixel (row, col) → model input (x, y): x * sx
     kinds = np.repeat(np.arange(len(PROMPTS)), list(PROMPTS.values()))
-    points = np.zeros((N_PROMPTS, 2, 2), np.float32)  # (x, y) in 1024 input pixels
-    targets = np.zeros((N_PROMPTS, LOW_RES, LOW_RES), np.uint8)
+    points = np.zeros((N_PROMPTS, 2, 2), np.float32)  # (x, y) in model input pixels
+    targets = np.zeros((N_PROMPTS, low, low), np.uint8)
     for j, (k, kind) in enumerate(zip(objs, kinds, strict=True)):
         m = labels == k
         t = F.interpolate(
-            torch.from_numpy(m.astype(np.float32))[None, None], (LOW_RES, LOW_RES), mode="area"
+            torch.from_numpy(m.astype(np.float32))[None, None], (low, low), mode="area"
         )
         targets[j] = (t[0, 0].numpy() * 255).round().astype(np.uint8)
         name = list(PROMPTS)[kind]

@@ -3,9 +3,10 @@ ground truth (correction clicks, degraded mask prompts)."""
 
 from __future__ import annotations
 
+import micro_model as mm
 import torch
 import torch.nn.functional as F
-from micro_model import IMAGE_SIZE, LOW_RES, MASK_LOGIT
+from micro_model import MASK_LOGIT
 
 
 def mask_terms(logits: torch.Tensor, target: torch.Tensor):
@@ -72,9 +73,10 @@ def correction_click(logits, iou_pred, target):
         if none.any():  # no error: a click inside the object
             inside = tb.flatten(1).float() + 1e-6
             flat = torch.where(none, torch.multinomial(inside, 1)[:, 0], flat)
-        y, x = flat // LOW_RES, flat % LOW_RES
+        side = target.shape[-1]
+        y, x = flat // side, flat % side
         label = tb.flatten(1).gather(1, flat[:, None])[:, 0].int()
-        scale = IMAGE_SIZE / LOW_RES
+        scale = mm.INPUT_SIZE / side
         xy = torch.stack([(x.float() + 0.5) * scale, (y.float() + 0.5) * scale], -1)
     return xy[:, None], label[:, None]
 
@@ -96,7 +98,7 @@ def degraded_mask_prompt(target: torch.Tensor, gen: torch.Generator) -> torch.Te
         x = torch.roll(x, (dy, dx), (-2, -1))
         if torch.rand(1, generator=gen) < 0.3:
             f = int(torch.randint(4, 17, (1,), generator=gen))
-            x = F.interpolate(F.avg_pool2d(x, f, f, ceil_mode=True), (LOW_RES, LOW_RES))
+            x = F.interpolate(F.avg_pool2d(x, f, f, ceil_mode=True), m.shape[-2:])
             x = (x > 0.5).float()
         out.append(x)
     return (torch.cat(out) * 2 - 1) * MASK_LOGIT

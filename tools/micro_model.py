@@ -14,16 +14,55 @@ from napari_sam2.engine.synthetic import synthetic_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "src/napari_sam2/engine/configs/sam2.1_hiera_micro.yaml"
-IMAGE_SIZE = 1024
-LOW_RES = 256
+# The model's input side: train_micro.main sets it from the config's image_size (the DataLoader
+# workers fork after that). The generator states cell sizes at a 1024 input (SIZE_REFERENCE)
+# whatever the model reads, so cells keep their native sizes at any input size.
+INPUT_SIZE = 1024
+SIZE_REFERENCE = 1024
 MASK_LOGIT = 10.0  # as napari_sam2.engine.prompts.mask_to_logits
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
+def low_res() -> int:
+    """Side of the mask decoder's low-resolution logits (and of the training targets)."""
+    return INPUT_SIZE // 4
+
+
 def load_weights(checkpoint: str | Path) -> dict:
     """The state dict of a checkpoint in the packaged format (``{"model": state_dict}``)."""
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+
+
+def config_at_size(config: str | Path, image_size: int) -> str:
+    """A copy of ``config`` with another input size (and memory attention's RoPE grid), for
+    training and measuring at the CPU-first input sizes of issue 17."""
+    import tempfile
+
+    from omegaconf import OmegaConf
+
+    side = image_size // 16
+    layer = "model.memory_attention.layer"
+    cfg = OmegaConf.merge(
+        OmegaConf.load(str(config)),
+        OmegaConf.from_dotlist(
+            [
+                f"model.image_size={image_size}",
+                f"{layer}.self_attention.feat_sizes=[{side},{side}]",
+                f"{layer}.cross_attention.feat_sizes=[{side},{side}]",
+            ]
+        ),
+    )
+    path = Path(tempfile.mkdtemp()) / f"micro_{image_size}.yaml"
+    OmegaConf.save(cfg, path)
+    return str(path)
+
+
+def config_image_size(config: str | Path) -> int:
+    """The model input size a config builds."""
+    from omegaconf import OmegaConf
+
+    return int(OmegaConf.load(str(config)).model.image_size)
 
 
 def build_model(config: str | Path = DEFAULT_CONFIG, video: bool = False, inference=False):
@@ -76,8 +115,10 @@ def normalise(plane: np.ndarray, rng: np.random.Generator | None = None) -> np.n
     return x.astype(np.float32)
 
 
-def to_model_input(frames01: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """(B, 1 or 3, H, W) 0..1 → (B, 3, size, size) as SAM2Transforms (resize, ImageNet norm)."""
+def to_model_input(frames01: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """(B, 1 or 3, H, W) 0..1 → (B, 3, size, size) as SAM2Transforms (resize, ImageNet norm);
+    ``size`` defaults to ``INPUT_SIZE``."""
+    size = size or INPUT_SIZE
     x = frames01.float()
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=True)
@@ -105,8 +146,9 @@ def image_features(model, images: torch.Tensor) -> dict:
 def decode(model, feats, index, coords=None, labels=None, mask_input=None, multimask=False):
     """Mask decoder for prompts on images ``index`` (one per prompt), as the predictor's _predict.
 
-    ``coords`` are (N, P, 2) in 1024-input pixels (x, y), box corners first with labels 2, 3.
-    Returns low-res logits (N, M, 256, 256), IoU predictions (N, M), object-score logits (N, 1).
+    ``coords`` are (N, P, 2) in model-input pixels (x, y), box corners first with labels 2, 3.
+    Returns low-res logits (N, M, low_res, low_res), IoU predictions (N, M), object-score logits
+    (N, 1).
     """
     points = None if coords is None else (coords, labels)
     sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
@@ -144,12 +186,12 @@ def check_against_predictor(config=DEFAULT_CONFIG, checkpoint=None) -> float:
         ):
             worst = max(worst, (a - b).abs().max().item())
         h, w = labels.shape
-        s = torch.tensor([IMAGE_SIZE / w, IMAGE_SIZE / h])
+        s = torch.tensor([INPUT_SIZE / w, INPUT_SIZE / h])
         idx = torch.zeros(1, dtype=torch.long)
         click = np.array([[210.0, 140.0]], np.float32)  # (x, y) pixels
         box = np.array([100.0, 80.0, 260.0, 200.0], np.float32)
         mask = np.where(labels == 1, MASK_LOGIT, -MASK_LOGIT).astype(np.float32)
-        mask = F.interpolate(torch.from_numpy(mask)[None, None], (LOW_RES, LOW_RES))[0].numpy()
+        mask = F.interpolate(torch.from_numpy(mask)[None, None], (low_res(), low_res()))[0].numpy()
         cases = [
             (dict(point_coords=click, point_labels=[1]), True),
             (dict(box=box), False),

@@ -3,12 +3,13 @@ a batch of clips from a frame-0 prompt with gradients through the memory."""
 
 from __future__ import annotations
 
+import micro_model as mm
 import numpy as np
 import torch
 import torch.nn.functional as F
 from micro_images import N_PROMPTS, PROMPTS
 from micro_losses import correction_click, degraded_mask_prompt, frame_loss, prompt_loss
-from micro_model import IMAGE_SIZE, decode, image_features, to_model_input
+from micro_model import decode, image_features, to_model_input
 
 # ``num_frames`` handed to ``_track_step``: SAM2 keeps min(num_frames, max_obj_ptrs_in_encoder
 # = 16) object pointers and scales their temporal encoding by that minus one. At inference a
@@ -128,7 +129,7 @@ def video_step(model, clips: list, device) -> tuple:
     kinds = torch.stack([clips[c]["kind"][j] for c, j in zip(clip_of, slot, strict=True)])
     prompts = torch.stack([clips[c]["prompt"][j] for c, j in zip(clip_of, slot, strict=True)])
     targets = torch.stack([clips[c]["targets"][j] for c, j in zip(clip_of, slot, strict=True)])
-    targets = targets.to(device).float()[:, :, None] / 255.0  # (B, T, 1, 256, 256)
+    targets = targets.to(device).float()[:, :, None] / 255.0  # (B, T, 1, low_res, low_res)
     prompts = prompts.to(device)
     b = len(clip_of)
     output_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
@@ -161,7 +162,8 @@ def video_step(model, clips: list, device) -> tuple:
                         ).expand(len(sel), 2),
                     }
                 else:
-                    m = F.interpolate(tgt[sel], (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear")
+                    side = mm.INPUT_SIZE
+                    m = F.interpolate(tgt[sel], (side, side), mode="bilinear")
                     mask_inputs = (m > 0.5).float()
                 with ac:
                     cur, sam_out, _, _ = model._track_step(

@@ -6,7 +6,8 @@ data (two runs side by side made 83 steps in 330 s; a long z-stack clip takes ab
 one core, an image 0.15-0.3 s), while the GPU idles. A cell seen mirrored or turned is a new
 picture to the model, and the eight symmetries of the square are exact on the model's grid:
 images and targets are flipped or transposed as arrays, prompts (x, y pixel coordinates at the
-1024 input, centred on x + 0.5 as sam2's prompt encoder reads them) mirrored to 1023 - x, box
+model input, centred on x + 0.5 as sam2's prompt encoder reads them) mirrored to S - 1 - x at
+an S² input (1023 - x for the packaged micro), box
 corners re-sorted. Each worker keeps a pool of rendered samples and draws from it at random, so
 the copies of one sample spread over several batches instead of filling one.
 """
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import micro_model as mm
 import numpy as np
 import torch
 
 SYMMETRIES = 8  # identity, 3 quarter turns, 4 mirror images
-INPUT_MAX = 1023.0  # last pixel of the 1024 model input
 
 
 def _turn(a: torch.Tensor, k: int) -> torch.Tensor:
@@ -33,13 +34,14 @@ def _turn(a: torch.Tensor, k: int) -> torch.Tensor:
 def turn_points(xy: torch.Tensor, k: int, boxes: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetry ``k`` of (..., 2) (x, y) input coordinates; rows where ``boxes`` is true hold
     (top-left, bottom-right) corner pairs along the second-last axis and are re-sorted."""
+    last = mm.INPUT_SIZE - 1.0  # the model input's last pixel
     xy = xy.clone()
     if k & 1:
         xy = xy.flip(-1)
     if k & 2:
-        xy[..., 1] = INPUT_MAX - xy[..., 1]
+        xy[..., 1] = last - xy[..., 1]
     if k & 4:
-        xy[..., 0] = INPUT_MAX - xy[..., 0]
+        xy[..., 0] = last - xy[..., 0]
     if boxes is not None and bool(boxes.any()):
         corners = xy[boxes]
         xy[boxes] = torch.stack([corners.amin(-2), corners.amax(-2)], -2)

@@ -135,6 +135,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import micro_images  # noqa: E402
+import micro_model  # noqa: E402
 from micro_data import ClipStream, clip_batches  # noqa: E402
 from micro_images import ImageStream  # noqa: E402
 from micro_model import DEFAULT_CONFIG, build_model, check_against_predictor  # noqa: E402
@@ -190,6 +191,7 @@ def overfit_check(model, device, steps: int, seed: int) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--image-size", type=int, help="train at this input size (default: config's)")
     ap.add_argument("--out", default="out/micro")
     ap.add_argument("--resume", default=None, help="folder with model.pt, opt.pt, meta.json")
     ap.add_argument("--init", default=None, help="start from these weights (new schedule)")
@@ -241,7 +243,11 @@ def main(argv=None) -> None:
         "--nuclei-share", type=float, default=0.0, help="images / z-stacks of confocal nuclei"
     )
     args = ap.parse_args(argv)
-    micro_images.NUCLEI_SHARE = args.nuclei_share  # read by the data workers
+    if args.image_size:
+        args.config = micro_model.config_at_size(args.config, args.image_size)
+    # Read by the data workers.
+    micro_images.NUCLEI_SHARE = args.nuclei_share
+    micro_model.INPUT_SIZE = micro_model.config_image_size(args.config)
 
     if args.check:
         print(json.dumps({"max_abs_diff_vs_predictor": check_against_predictor(args.config)}))

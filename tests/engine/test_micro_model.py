@@ -56,10 +56,41 @@ def test_one_click_segments_a_synthetic_cell():
 def test_training_sample_is_well_formed(seed):
     mm, mi = _tools_module("micro_model"), _tools_module("micro_images")
     sample = mi.make_image_sample(np.random.default_rng(seed))
-    assert sample["image"].shape == (1, mm.IMAGE_SIZE, mm.IMAGE_SIZE)
+    assert sample["image"].shape == (1, mm.INPUT_SIZE, mm.INPUT_SIZE)
     assert sample["points"].shape == (mi.N_PROMPTS, 2, 2)
-    assert sample["targets"].shape == (mi.N_PROMPTS, mm.LOW_RES, mm.LOW_RES)
+    assert sample["targets"].shape == (mi.N_PROMPTS, mm.low_res(), mm.low_res())
     assert (sample["targets"].flatten(1).amax(1) > 0).all()  # every prompt has an object
+
+
+def test_training_at_a_512_input_draws_the_same_cells_and_runs(tmp_path, monkeypatch):
+    """Issue 17's CPU-first input: ``--image-size 512`` resizes the same synthetic cells (drawn
+    at the same native sizes) to 512 (targets 128², prompts in its pixels) and trains from the
+    packaged 1024 weights."""
+    import json
+
+    mm, mi = _tools_module("micro_model"), _tools_module("micro_images")
+    train = _tools_module("train_micro")
+    monkeypatch.setattr(mm, "INPUT_SIZE", mm.INPUT_SIZE)  # main sets these for its workers
+    monkeypatch.setattr(mi, "NUCLEI_SHARE", mi.NUCLEI_SHARE)
+    full = mi.make_image_sample(np.random.default_rng(1))
+    mm.INPUT_SIZE = 512
+    small = mi.make_image_sample(np.random.default_rng(1))
+    assert small["image"].shape == (1, 512, 512)
+    assert small["targets"].shape == (mi.N_PROMPTS, 128, 128)
+    np.testing.assert_array_equal(small["points"], full["points"] / 2)
+    area = small["targets"].float().sum((1, 2)) * 4 / full["targets"].float().sum((1, 2))
+    assert ((area > 0.9) & (area < 1.1)).all()
+
+    out = tmp_path / "run"
+    argv = ["--image-size", "512", "--init", str(WEIGHTS), "--out", str(out), "--batch", "2"]
+    train.main(
+        [*argv, "--workers", "1", "--max-steps", "1", "--total-steps", "1", "--log-every", "1"]
+    )
+    steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert np.isfinite(steps[0]["loss"])
+    model = mm.build_model(mm.config_at_size(mm.DEFAULT_CONFIG, 512))
+    model.load_state_dict(mm.load_weights(out / "model.pt"))
+    assert model.image_size == 512
 
 
 def test_a_pairs_negative_click_lies_in_a_touching_neighbour(monkeypatch):
