@@ -87,7 +87,8 @@ def build(name: str, checkpoint: str | None, device: str, compile: bool = False)
     )
     torch.manual_seed(0)
     model = instantiate(cfg.model, _recursive_=True).to(device).eval()
-    keep_stable_choice(model)  # as models.build_model: both engines choose masks alike
+    if name == models.MICRO_MODEL:  # as models.build_model: both engines choose masks alike
+        keep_stable_choice(model)
     if compile:
         models.compile_image_encoder(model)
     return model

@@ -92,3 +92,20 @@ def test_segment_everything_filters_all_three_masks_of_each_point(clicked):
         labels = segmenter.segment_everything(points_per_side=4)
     assert shapes and set(shapes) == {3}
     assert labels.max() > 0
+
+
+def test_official_checkpoints_keep_sam2s_own_choice(tmp_path):
+    """The rule is measured on the micro model only: an official architecture (tiny, with
+    weights of its shape) is built with sam2's own decoder."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from sam2.modeling.sam.mask_decoder import MaskDecoder
+
+    from napari_sam2.engine import models
+
+    name = "sam2.1_hiera_tiny"
+    cfg = OmegaConf.load(models.config_path(models.model_spec(name)))
+    path = tmp_path / "tiny.pt"
+    torch.save({"model": instantiate(cfg.model, _recursive_=True).state_dict()}, path)
+    model = models.build_model(name, path, "cpu")
+    assert type(model.sam_mask_decoder) is MaskDecoder

@@ -12,7 +12,9 @@ keeps better ones: one click on the real nuclei stack 0.761 mIoU instead of 0.73
 predicted IoU and token, whenever three are asked for, so every caller — sam2's image
 predictor, prompted and tracked video frames, where sam2 then "keeps the best" of one —
 applies the same rule. Training, and sam2's automatic mask generator (inside
-``all_candidates``: it filters all three itself), get all three.
+``all_candidates``: it filters all three itself), get all three. ``models.build_model``
+installs it on the micro model only: the official checkpoints' IoU heads were trained on real
+images at scale, and the rule has not been measured with them.
 """
 
 from __future__ import annotations

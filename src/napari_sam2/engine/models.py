@@ -302,8 +302,9 @@ def build_model(
 
     ``checkpoint`` replaces the registry's weights with a local file of the same architecture.
     The model is always the ``SAM2VideoPredictor`` class: it is a ``SAM2Base`` the image
-    predictor accepts too, so one set of weights in memory serves clicks and propagation. Its
-    decoder keeps one of a click's three masks by predicted IoU + stability (``mask_choice``).
+    predictor accepts too, so one set of weights in memory serves clicks and propagation. The
+    micro model's decoder keeps one of a click's three masks by predicted IoU + stability
+    (``mask_choice``: measured on real data for it; the official checkpoints keep sam2's rule).
     ``compile`` (CUDA only) compiles the image encoder (``compile_image_encoder``): the model
     load's warm-up then takes about a minute (less once inductor's cache holds it).
     """
@@ -334,7 +335,9 @@ def build_model(
             f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}). "
             "Pick the model the checkpoint was trained as."
         )
-    model = keep_stable_choice(model.to(device).eval())
+    model = model.to(device).eval()
+    if name == MICRO_MODEL:
+        keep_stable_choice(model)
     if compile:
         compile_image_encoder(model)
     return model
