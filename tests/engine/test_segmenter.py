@@ -156,8 +156,9 @@ def test_predict_before_set_image(random_checkpoint):
 
 
 def test_a_model_of_another_input_size_segments_clicks_and_everything(gray_image):
-    """sam2's image predictor assumes a 1024 input's feature sizes; a model made for another
-    input size (issue 17's CPU-first micro) still segments a click, a box and everything."""
+    """sam2's image predictor assumes a 1024 input's feature sizes (and a mask prompt of 256²);
+    a model made for another input size (issue 17's CPU-first micro) still segments a click, a
+    box, a mask prompt and everything."""
     from napari_sam2.engine.automatic import AutomaticOptions, iter_mask_proposals
     from napari_sam2.engine.frames import Normalization, model_input
     from napari_sam2.engine.image import ImageSession
@@ -170,7 +171,13 @@ def test_a_model_of_another_input_size_segments_clicks_and_everything(gray_image
     session = ImageSession(model)
     frame = model_input(gray_image, Normalization.for_data(gray_image), image_size, session.device)
     session.set_frame(frame, gray_image.shape, "plane")
-    for prompt in (PromptSet.from_arguments([(40, 60)], [1]), PromptSet(box=(10, 20, 60, 90))):
+    label = np.zeros(gray_image.shape, bool)
+    label[20:50, 30:70] = True
+    for prompt in (
+        PromptSet.from_arguments([(40, 60)], [1]),
+        PromptSet(box=(10, 20, 60, 90)),
+        PromptSet.from_arguments([(40, 60)], [1], mask=label),
+    ):
         mask, _ = session.predict(prompt)
         assert mask.shape == gray_image.shape
     rgb = np.repeat((gray_image / gray_image.max())[..., None], 3, -1).astype(np.float32)

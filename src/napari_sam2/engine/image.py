@@ -114,7 +114,7 @@ class ImageSession:
         if self.key is None:
             raise SAM2Error("No image is set: call set_image first.")
         multimask = prompts.is_single_click
-        sam = prompts.to_sam()
+        sam = prompts.to_sam(self.predictor.model.sam_prompt_encoder.mask_input_size[0])
         with inference_context(self.device):
             mask_input, coords, labels, box = self.predictor._prep_prompts(
                 sam.get("point_coords"),

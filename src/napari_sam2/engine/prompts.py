@@ -128,8 +128,9 @@ class PromptSet:
             mask,
         )
 
-    def to_sam(self) -> dict:
-        """Keyword arguments for ``SAM2ImagePredictor.predict``: (row, col) → (x, y) here."""
+    def to_sam(self, mask_side: int = _LOW_RES) -> dict:
+        """Keyword arguments for ``SAM2ImagePredictor.predict``: (row, col) → (x, y) here; a
+        mask as ``mask_side``² logits (the model's ``sam_prompt_encoder.mask_input_size``)."""
         kwargs: dict = {}
         if self.points is not None:
             kwargs["point_coords"] = self.points[:, ::-1].astype(np.float32)
@@ -138,7 +139,7 @@ class PromptSet:
             r0, c0, r1, c1 = self.box
             kwargs["box"] = np.array([c0, r0, c1, r1], dtype=np.float32)
         if self.mask is not None:
-            kwargs["mask_input"] = mask_to_logits(self.mask)
+            kwargs["mask_input"] = mask_to_logits(self.mask, mask_side)
         return kwargs
 
 
@@ -151,11 +152,12 @@ def _numbers(values, what: str) -> np.ndarray:
         raise SAM2Error(f"{what} must be numbers, got {values!r}.") from err
 
 
-def mask_to_logits(mask: np.ndarray) -> np.ndarray:
-    """A boolean (H, W) mask as SAM2's (1, 256, 256) low-resolution mask-prompt logits."""
+def mask_to_logits(mask: np.ndarray, side: int = _LOW_RES) -> np.ndarray:
+    """A boolean (H, W) mask as SAM2's (1, side, side) low-resolution mask-prompt logits (256
+    for a 1024 input)."""
     import torch
     import torch.nn.functional as F
 
     tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
-    low = F.interpolate(tensor, size=(_LOW_RES, _LOW_RES), mode="area")[0]
+    low = F.interpolate(tensor, size=(side, side), mode="area")[0]
     return ((low.numpy() > 0.5) * 2 - 1).astype(np.float32) * _MASK_LOGIT
