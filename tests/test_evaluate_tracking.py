@@ -46,3 +46,17 @@ def test_a_mother_followed_onto_her_daughter_is_counted_apart(et):
     assert scores["absent_pairs"] == 3 and scores["absent_empty"] == 0.6667
     assert scores["divided_pairs"] == 1 and scores["divided_on_daughter"] == 1.0
     assert scores["per_frame_iou"] == [1.0, 1.0, None]
+
+
+def test_a_candidate_runs_at_another_input_size(et, capsys):
+    """``--image-size 512``: the packaged weights tracked by the engine at a 512 input (how a
+    CPU-first candidate of issue 17 is measured), reported with its input size."""
+    import json
+
+    if not MICRO_CHECKPOINT.exists():
+        pytest.skip("the trained micro checkpoint is not packaged")
+    argv = ["--checkpoint", str(MICRO_CHECKPOINT), "--image-size", "512", "--device", "cpu"]
+    argv += ["--frames", "3", "--size", "128", "--cells", "3", "--objects", "all"]
+    et.main([*argv, "--kinds", "clip"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows and all(row["image_size"] == 512 and row["miou"] > 0.5 for row in rows)

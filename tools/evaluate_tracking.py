@@ -47,6 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import evaluate_micro as em  # noqa: E402
+import micro_model as mm  # noqa: E402
 
 FOLLOW_PX = 10.0  # a track point is followed within this distance of the true centroid
 
@@ -288,11 +289,23 @@ def main(argv=None) -> None:
     ap.add_argument("--entering", type=int, default=3)
     ap.add_argument("--leaving", type=int, default=3)
     ap.add_argument("--plot", type=Path, default=None, help="PNG of the per-frame mean IoU")
+    ap.add_argument("--image-size", type=int, help="run the model at this input size")
     args = ap.parse_args(argv)
-    model = models.build_model(models.MICRO_MODEL, args.checkpoint, args.device)
+    if args.image_size:  # a candidate for another input size (issue 17's CPU-first 512)
+        model = mm.build_model(
+            mm.config_at_size(mm.DEFAULT_CONFIG, args.image_size), video=True, inference=True
+        )
+        model.load_state_dict(mm.load_weights(args.checkpoint))
+        model = model.to(models.select_device(args.device)).eval()
+    else:
+        model = models.build_model(models.MICRO_MODEL, args.checkpoint, args.device)
     if model.device.type == "cuda":
         warm_up(model)
-    device = {"device": model.device.type, "checkpoint": Path(args.checkpoint).name}
+    device = {
+        "device": model.device.type,
+        "checkpoint": Path(args.checkpoint).name,
+        "image_size": model.image_size,
+    }
     rows = []
     for about, frames, labels, lineage in clips(args):
         for row in evaluate(model, about, frames, labels, lineage, args.objects):

@@ -70,18 +70,14 @@ def build_model(config: str | Path = DEFAULT_CONFIG, video: bool = False, infere
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from napari_sam2.engine import models
+
     cfg = OmegaConf.load(str(config))
     over = []
-    if inference:  # what sam2's builders (and the plugin) add for inference
-        over += [
-            "model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
-            "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
-            "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
-        ]
     if video:
         over += ["model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor"]
-        if inference:
-            over += ["model.binarize_mask_from_pts_for_mem_enc=true", "model.fill_hole_area=8"]
+    if inference:  # what sam2's builders add for inference, as the plugin builds its models
+        over = models.config_overrides() if video else list(models._IMAGE_OVERRIDES)
     if over:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(over))
     OmegaConf.resolve(cfg)
