@@ -73,7 +73,6 @@ def build(name: str, checkpoint: str | None, device: str, compile: bool = False)
 
     sys.path.insert(0, str(ROOT / "src"))
     from napari_sam2.engine import models
-    from napari_sam2.engine.mask_choice import keep_stable_choice
 
     if checkpoint:
         return models.build_model(name, checkpoint, device, compile)
@@ -87,8 +86,7 @@ def build(name: str, checkpoint: str | None, device: str, compile: bool = False)
     )
     torch.manual_seed(0)
     model = instantiate(cfg.model, _recursive_=True).to(device).eval()
-    if name == models.MICRO_MODEL:  # as models.build_model: both engines choose masks alike
-        keep_stable_choice(model)
+    models.apply_model_rules(model, name)  # as build_model: both engines choose masks alike
     if compile:
         models.compile_image_encoder(model)
     return model

@@ -48,7 +48,7 @@ class StableChoiceMaskDecoder(MaskDecoder):
     def forward(self, *args, **kwargs):
         masks, ious, tokens, presence = super().forward(*args, **kwargs)
         multimask = kwargs["multimask_output"] if "multimask_output" in kwargs else args[4]
-        if not multimask or self.training or getattr(_all, "depth", 0) or masks.shape[1] < 2:
+        if not multimask or self.training or getattr(_all, "depth", 0):
             return masks, ious, tokens, presence
         stability = calculate_stability_score(masks.float(), 0.0, STABILITY_OFFSET)
         kept = (ious.float() + stability).argmax(1, keepdim=True)  # (B, 1)

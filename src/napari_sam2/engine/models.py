@@ -133,6 +133,16 @@ def config_overrides() -> list[str]:
     return [*_IMAGE_OVERRIDES, *_VIDEO_OVERRIDES, f"model.fill_hole_area={fill_hole_area}"]
 
 
+def apply_model_rules(model: torch.nn.Module, name: str) -> None:
+    """What the plugin changes in ``name``'s built model beyond sam2's own builders: the micro
+    model's decoder keeps one of a click's three masks by predicted IoU + stability
+    (``mask_choice``, measured on real data for it); the official checkpoints keep sam2's rule."""
+    if name == MICRO_MODEL:
+        from .mask_choice import keep_stable_choice
+
+        keep_stable_choice(model)
+
+
 def compile_image_encoder(model: torch.nn.Module) -> None:
     """Encode batches of frames (propagation) with a ``torch.compile``'d image encoder.
 
@@ -302,16 +312,13 @@ def build_model(
 
     ``checkpoint`` replaces the registry's weights with a local file of the same architecture.
     The model is always the ``SAM2VideoPredictor`` class: it is a ``SAM2Base`` the image
-    predictor accepts too, so one set of weights in memory serves clicks and propagation. The
-    micro model's decoder keeps one of a click's three masks by predicted IoU + stability
-    (``mask_choice``: measured on real data for it; the official checkpoints keep sam2's rule).
+    predictor accepts too, so one set of weights in memory serves clicks and propagation, with
+    the plugin's rules for that model (``apply_model_rules``).
     ``compile`` (CUDA only) compiles the image encoder (``compile_image_encoder``): the model
     load's warm-up then takes about a minute (less once inductor's cache holds it).
     """
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
-
-    from .mask_choice import keep_stable_choice
 
     spec = model_spec(name)
     device = select_device(device)
@@ -336,8 +343,7 @@ def build_model(
             "Pick the model the checkpoint was trained as."
         )
     model = model.to(device).eval()
-    if name == MICRO_MODEL:
-        keep_stable_choice(model)
+    apply_model_rules(model, name)
     if compile:
         compile_image_encoder(model)
     return model
