@@ -100,9 +100,8 @@ class Model:
         """``device`` other than the CPU runs float32 there too (no autocast)."""
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-        model = mm.build_model(config, video=True, inference=True)
-        model.load_state_dict(mm.load_weights(checkpoint), strict=True)
-        self.predictor = SAM2ImagePredictor(model.to(device).eval())
+        model = mm.load_model(checkpoint, config, device)
+        self.predictor = SAM2ImagePredictor(model)
         self.predictor._bb_feat_sizes = feature_sizes(model.image_size)
 
     def set_image(self, image: np.ndarray) -> None:

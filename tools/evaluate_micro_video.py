@@ -77,10 +77,8 @@ class VideoModel:
     """The stock SAM2VideoPredictor on the micro model, as the plugin builds it."""
 
     def __init__(self, checkpoint, config=mm.DEFAULT_CONFIG, device="cpu"):
-        model = mm.build_model(config, video=True, inference=True)
-        model.load_state_dict(mm.load_weights(checkpoint), strict=True)
         self.device = torch.device(device)
-        self.predictor = model.to(self.device).eval()
+        self.predictor = mm.load_model(checkpoint, config, self.device)
         if self.device.type == "cpu":
             self.cast_memory_to_float(self.predictor)
 

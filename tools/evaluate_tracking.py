@@ -292,11 +292,8 @@ def main(argv=None) -> None:
     ap.add_argument("--image-size", type=int, help="run the model at this input size")
     args = ap.parse_args(argv)
     if args.image_size:  # a candidate for another input size (issue 17's CPU-first 512)
-        model = mm.build_model(
-            mm.config_at_size(mm.DEFAULT_CONFIG, args.image_size), video=True, inference=True
-        )
-        model.load_state_dict(mm.load_weights(args.checkpoint))
-        model = model.to(models.select_device(args.device)).eval()
+        config = mm.config_at_size(mm.DEFAULT_CONFIG, args.image_size)
+        model = mm.load_model(args.checkpoint, config, models.select_device(args.device))
     else:
         model = models.build_model(models.MICRO_MODEL, args.checkpoint, args.device)
     if model.device.type == "cuda":

@@ -89,6 +89,15 @@ def build_model(config: str | Path = DEFAULT_CONFIG, video: bool = False, infere
     return model
 
 
+def load_model(checkpoint, config: str | Path = DEFAULT_CONFIG, device="cpu"):
+    """The micro SAM2 of ``config`` with a checkpoint's weights, built for inference as the
+    plugin builds it (the video predictor class, which image predictors accept too), on
+    ``device`` in eval mode."""
+    model = build_model(config, video=True, inference=True)
+    model.load_state_dict(load_weights(checkpoint), strict=True)
+    return model.to(device).eval()
+
+
 def normalise(plane: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
     """Plane to float32 0..1 as the plugin does (0.5 / 99.8 percentiles, see engine/frames.py).
 

@@ -164,6 +164,7 @@ def test_a_model_of_another_input_size_segments_clicks_and_everything(gray_image
     from napari_sam2.engine.image import ImageSession
     from napari_sam2.engine.prompts import PromptSet
 
+    from .test_automatic import _drain
     from .test_video import small_video_model
 
     image_size = 512
@@ -182,10 +183,5 @@ def test_a_model_of_another_input_size_segments_clicks_and_everything(gray_image
         assert mask.shape == gray_image.shape
     rgb = np.repeat((gray_image / gray_image.max())[..., None], 3, -1).astype(np.float32)
     options = AutomaticOptions(points_per_side=4, crop_n_layers=1, pred_iou_thresh=0, min_area=0)
-    proposals = iter_mask_proposals(model, rgb, options)
-    while True:
-        try:
-            next(proposals)
-        except StopIteration as done:
-            assert all(p.mask.shape == gray_image.shape for p in done.value)
-            break
+    _, proposals = _drain(iter_mask_proposals(model, rgb, options))
+    assert all(p.mask.shape == gray_image.shape for p in proposals)

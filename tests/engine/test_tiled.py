@@ -8,6 +8,7 @@ from napari_sam2.engine.mosaic import f1_at_half, make_mosaic
 from napari_sam2.engine.synthetic import synthetic_cells
 from napari_sam2.engine.tiled import interior, tile_grid
 from tests.engine.masks import DISKS, disk_mask, iou, wide_disks
+from tests.engine.test_automatic import _drain
 
 # A point every 38 px of a 384 px tile: enough for these cells, and two decoder batches a tile.
 OPTIONS = dict(points_per_side=10)
@@ -40,14 +41,7 @@ def test_segment_everything_on_a_mosaic_matches_its_native_tiles():
     column, truth = mosaic.image[:, :256], mosaic.truth()[:, :256]
     limits = tuple(np.percentile(images[:, ::4, ::4], [0.5, 99.8]))
     seg.set_image(column, contrast_limits=limits)
-    steps = []
-    work = seg.iter_segment_everything(**OPTIONS)
-    while True:
-        try:
-            steps.append(next(work))
-        except StopIteration as done:
-            tiled = done.value
-            break
+    steps, tiled = _drain(seg.iter_segment_everything(**OPTIONS))
     assert [s.done for s in steps] == list(range(len(steps))) and steps[-1].done == steps[0].total
     on_mosaic = f1_at_half(tiled, truth, mosaic.cut_ids(truth))
     native = []
