@@ -96,7 +96,10 @@ def run_automatic(args) -> dict:
 
         seg.set_image(image)
         frame = seg.current_frame()
+        from napari_sam2.engine.image import feature_sizes
+
         generator = SAM2AutomaticMaskGenerator(seg.model, **options.generator_kwargs())
+        generator.predictor._bb_feat_sizes = feature_sizes(seg.model.image_size)
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         sync()

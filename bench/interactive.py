@@ -60,9 +60,10 @@ def variant(image: np.ndarray, i: int) -> np.ndarray:
     return np.roll(image, 3 * (i + 2), axis=1)
 
 
-def bench_preprocessing(image, device, repeats, record, fields) -> None:
+def bench_preprocessing(image, image_size, device, repeats, record, fields) -> None:
     """The engine's work before the image encoder: content hash, percentiles, and the
-    encoder's input prepared on the device (copy, normalisation, resize, standardisation)."""
+    encoder's input (``image_size``², the model's) prepared on the device (copy,
+    normalisation, resize, standardisation)."""
     from napari_sam2.engine.frames import Normalization, model_input
     from napari_sam2.engine.image import plane_fingerprint
 
@@ -70,7 +71,7 @@ def bench_preprocessing(image, device, repeats, record, fields) -> None:
     steps = {
         "hash": lambda i: plane_fingerprint(variant(image, i)),
         "percentiles": lambda i: Normalization.for_data(variant(image, i)),
-        "normalise": lambda i: model_input(variant(image, i), norm, 1024, device),
+        "normalise": lambda i: model_input(variant(image, i), norm, image_size, device),
         "roll": lambda i: variant(image, i),  # the benchmark's own cost, to subtract
     }
     for step, (seconds, cpu) in interleaved(steps, device, repeats, 1).items():
@@ -139,9 +140,11 @@ def bench_engine(seg, image, clicks, dtype, args, record, fields) -> None:
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     from napari_sam2.engine.frames import Normalization, to_model_frame
+    from napari_sam2.engine.image import feature_sizes
 
     device = seg.device
     official = SAM2ImagePredictor(seg.model)
+    official._bb_feat_sizes = feature_sizes(seg.model.image_size)  # sam2 assumes 1024
     norm = Normalization.for_data(image)
     frames = {}
 
@@ -382,7 +385,8 @@ def main(argv=None) -> None:
             shifted = np.roll(image, k, axis=0)
             bench_engine(seg, shifted, clicks, dtype, args, record, dict(fields, dtype=dtype))
         if short == models[0]:
-            bench_preprocessing(image, device, args.embed_repeats, record, fields)
+            size = seg.model.image_size
+            bench_preprocessing(image, size, device, args.embed_repeats, record, fields)
         if use_napari:
             bench = bench_viewer_model if args.napari == "model" else bench_napari
             for k, dtype in enumerate(dtypes):

@@ -170,20 +170,26 @@ def decode(model, feats, index, coords=None, labels=None, mask_input=None, multi
 
 
 def check_against_predictor(config=DEFAULT_CONFIG, checkpoint=None) -> float:
-    """Largest difference between the training forward and the stock SAM2ImagePredictor (CPU)."""
+    """Largest difference between the training forward and the stock SAM2ImagePredictor (CPU),
+    at the input size ``config`` builds (the predictor told its feature sizes, as the plugin
+    tells it)."""
     from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    from napari_sam2.engine.image import feature_sizes
 
     torch.manual_seed(0)
     model = build_model(config).eval()
     if checkpoint:
         model.load_state_dict(load_weights(checkpoint))
+    size = model.image_size
     image, labels = synthetic_cells((300, 420), n_cells=5, seed=7)
     frame01 = normalise(image)
     pred = SAM2ImagePredictor(model)
+    pred._bb_feat_sizes = feature_sizes(size)
     worst = 0.0
     with torch.no_grad():
         pred.set_image(np.repeat(frame01[..., None], 3, -1))
-        feats = image_features(model, to_model_input(torch.from_numpy(frame01)[None, None]))
+        feats = image_features(model, to_model_input(torch.from_numpy(frame01)[None, None], size))
         for a, b in zip(
             [feats["image_embed"], *feats["high_res_feats"]],
             [pred._features["image_embed"], *pred._features["high_res_feats"]],
@@ -191,12 +197,13 @@ def check_against_predictor(config=DEFAULT_CONFIG, checkpoint=None) -> float:
         ):
             worst = max(worst, (a - b).abs().max().item())
         h, w = labels.shape
-        s = torch.tensor([INPUT_SIZE / w, INPUT_SIZE / h])
+        s = torch.tensor([size / w, size / h])
         idx = torch.zeros(1, dtype=torch.long)
         click = np.array([[210.0, 140.0]], np.float32)  # (x, y) pixels
         box = np.array([100.0, 80.0, 260.0, 200.0], np.float32)
         mask = np.where(labels == 1, MASK_LOGIT, -MASK_LOGIT).astype(np.float32)
-        mask = F.interpolate(torch.from_numpy(mask)[None, None], (low_res(), low_res()))[0].numpy()
+        mask_hw = model.sam_prompt_encoder.mask_input_size
+        mask = F.interpolate(torch.from_numpy(mask)[None, None], mask_hw)[0].numpy()
         cases = [
             (dict(point_coords=click, point_labels=[1]), True),
             (dict(box=box), False),

@@ -19,6 +19,7 @@ from napari_sam2.engine.automatic import (
     paint_labels,
 )
 from napari_sam2.engine.frames import Normalization
+from napari_sam2.engine.image import feature_sizes
 
 LOOSE = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0, min_area=0, max_area_fraction=1.0)
 
@@ -39,7 +40,9 @@ def test_same_masks_as_the_stock_generator(random_segmenter, gray_image):
     seg.set_image(gray_image)
     options = AutomaticOptions(points_per_side=3, **LOOSE)
     frame = seg.current_frame()
-    stock = SAM2AutomaticMaskGenerator(seg.model, **options.generator_kwargs()).generate(frame)
+    generator = SAM2AutomaticMaskGenerator(seg.model, **options.generator_kwargs())
+    generator.predictor._bb_feat_sizes = feature_sizes(seg.model.image_size)
+    stock = generator.generate(frame)
     # With the session's cached embedding, and re-embedding the frame: the same masks.
     for embedding in (seg.session.embedding(), None):
         _, ours = _drain(iter_mask_proposals(seg.model, frame, options, embedding))

@@ -13,6 +13,7 @@ from scipy.ndimage import binary_fill_holes
 from napari_sam2 import SAM2Error, Segmenter
 from napari_sam2.engine.mosaic import crop_iou, make_mosaic
 from napari_sam2.engine.synthetic import synthetic_cells
+from napari_sam2.engine.window import base_side
 
 from .masks import centre, iou
 
@@ -77,8 +78,8 @@ def test_clicks_on_a_real_4096_mosaic_match_the_native_images(micro):
 
 
 def test_clicks_on_a_synthetic_4096_mosaic_match_the_native_images(micro):
-    """512² native images (the issue's measure), seen by the model at 2x; the windows show
-    it cells at 2.7x."""
+    """512² native images (the issue's measure), resized whole to the model input (2x at a
+    1024 input); the windows show it cells at 2.7x."""
     cells = [synthetic_cells((512, 512), n_cells=10, seed=seed) for seed in range(4)]
     images, labels = (np.stack(parts) for parts in zip(*cells, strict=True))
     assert_mosaic_matches_native(micro, images, labels, grid=8, tile=(7, 7), least=0.7)
@@ -97,10 +98,12 @@ def test_a_second_click_in_the_window_costs_no_embedding(micro):
 
 
 def test_an_object_larger_than_its_first_window_comes_out_whole(micro):
-    """A cell 300 px across, clicked at its centre, overflows the first 384 px window, where
-    the model sees a part of it as an object: that first mask is too large for the window, so
-    the click is predicted again in a larger one."""
-    image, truth = synthetic_cells((2048, 2048), n_cells=3, seed=5, radius=150)
+    """A cell 0.78 of the first window across (300 px in the 384 px window of a 1024 input),
+    clicked at its centre, overflows that window, where the model sees a part of it as an
+    object: that first mask is too large for the window, so the click is predicted again in
+    a larger one."""
+    radius = 150 * base_side(micro.model.image_size) // 384
+    image, truth = synthetic_cells((2048, 2048), n_cells=3, seed=5, radius=radius)
     micro.set_image(image)
     scores = [iou(micro.predict(points=[centre(truth == k)]), truth == k) for k in (1, 2, 3)]
     assert np.mean(scores) > 0.8, scores
@@ -141,7 +144,7 @@ def test_a_dask_plane_is_read_a_window_at_a_time(micro):
     r, c = centre(truth == 1)
     crop = micro.predict_crop(points=[(r + 2048, c + 1024)])
     assert counting.read < big.size / 5, counting.read  # normalisation sample + a window
-    assert crop.mask.shape[0] < 384 and crop.rows.start >= 2048
+    assert crop.mask.shape[0] < base_side(micro.model.image_size) and crop.rows.start >= 2048
     assert crop_iou(crop, truth == 1, (2048, 1024)) > 0.7
 
 

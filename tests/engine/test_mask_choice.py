@@ -10,6 +10,7 @@ from sam2.utils.amg import calculate_stability_score
 from scipy.ndimage import distance_transform_edt
 
 from napari_sam2.engine.holes import fill_small_holes
+from napari_sam2.engine.image import feature_sizes
 from napari_sam2.engine.mask_choice import (
     STABILITY_OFFSET,
     StableChoiceMaskDecoder,
@@ -27,6 +28,7 @@ def clicked(micro_segmenter):
     )
     micro_segmenter.set_image(image)
     predictor = SAM2ImagePredictor(micro_segmenter.model)
+    predictor._bb_feat_sizes = feature_sizes(micro_segmenter.model.image_size)
     with torch.inference_mode():
         predictor.set_image(micro_segmenter.current_frame())
     clicks = []
