@@ -70,6 +70,44 @@ def _profile(label: str, frames, count: int) -> None:
         print(events.table(sort_by="self_device_time_total", row_limit=25), flush=True)
 
 
+def _label_parts(model) -> list[tuple]:
+    """Wrap the tracking step's parts in profiler ranges named after them, so the device table
+    says where a frame goes by part (memory attention and its self / cross-attention, mask
+    heads, memory encoder and its mask downsampler and fuser). Returns what to restore."""
+    from torch.profiler import record_function
+
+    layers = model.memory_attention.layers
+    parts = [
+        (model, "_prepare_memory_conditioned_features", "part: memory conditioning"),
+        (model.memory_attention, "forward", "part: memory attention"),
+        *[(layer, "_forward_sa", "part: memory attention, self") for layer in layers],
+        *[(layer, "_forward_ca", "part: memory attention, cross") for layer in layers],
+        (model, "_forward_sam_heads", "part: mask heads"),
+        (model, "_encode_new_memory", "part: memory encoder"),
+        (model.memory_encoder.mask_downsampler, "forward", "part: memory encoder, mask"),
+        (model.memory_encoder.fuser, "forward", "part: memory encoder, fuser"),
+    ]
+    restore = []
+    for owner, name, label in parts:
+        restore.append((owner, name, vars(owner).get(name)))
+        inner = getattr(owner, name)
+
+        def labelled(*args, _inner=inner, _label=label, **kwargs):
+            with record_function(_label):
+                return _inner(*args, **kwargs)
+
+        setattr(owner, name, labelled)
+    return restore
+
+
+def _unlabel(restore: list[tuple]) -> None:
+    for owner, name, own in reversed(restore):
+        if own is None:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, own)
+
+
 def propagation() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("check")
@@ -223,7 +261,7 @@ def objects() -> None:
         for graphs in (True, False):
             session = PropagationSession(model, frame_source_for(data), cuda_graphs=graphs)
             session.add_prompts(prompts)
-            timer = _Timer(session, "_give_prompts")
+            timer = _Timer(session._prompts, "give")
             start = time.perf_counter()
             frames = iter(session.propagate("forward"))
             next(frames)
@@ -238,12 +276,14 @@ def objects() -> None:
             session.close()
         session = PropagationSession(model, frame_source_for(data))
         session.add_prompts(prompts)
+        labels = _label_parts(model)
         frames = iter(session.propagate("forward"))
-        for _ in range(3):
+        for _ in range(20):  # past the first 16 frames: the memory bank is full
             next(frames)
         _profile(f"ours, {args.objects} objects", frames, args.profile_frames)
         frames.close()
         session.close()
+        _unlabel(labels)
 
 
 def encoder() -> None:

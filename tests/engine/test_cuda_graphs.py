@@ -95,6 +95,39 @@ def test_batches_above_the_graph_limit_run_without_graphs(model, clip):
             assert iou(large[t] == k, plain[t] == k) > 0.98, (t, k)
 
 
+def test_large_batches_with_a_full_memory_bank_attend_with_cudnn(model, clip):
+    """Memory attention of more objects than CUDA graphs take runs cuDNN's kernel once the
+    memory bank is full (its shape then stays), with the masks of flash attention: the same
+    objects tracked one by one (one object a step, never cuDNN)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from napari_sam2.engine.video import batching
+
+    frames, truth = clip
+    prompts = {25: {k: dict(box=bbox(truth[25] == k)) for k in (1, 2, 3)}}
+
+    def run(per_object: bool):
+        session = PropagationSession(model, frame_source_for(frames))
+        session._per_object = per_object
+        session.add_prompts(prompts)
+        labels = np.zeros(frames.shape, np.uint16)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            list(write_labels(session.propagate("both"), labels))
+        session.close()
+        return labels, {e.key: e.count for e in prof.key_averages()}
+
+    with mock.patch.object(batching, "GRAPH_MAX_BATCH", 2):
+        batched, ops = run(per_object=False)
+        alone, alone_ops = run(per_object=True)
+    cudnn = "aten::_scaled_dot_product_cudnn_attention"
+    # 2 layers x (self + cross) a frame, on the 2 x 9 frames tracked after the bank filled.
+    assert ops.get(cudnn, 0) >= 2 * 2 * 2 * 9 and cudnn not in alone_ops
+    assert "forward" not in vars(model.memory_attention)
+    for t in range(len(frames)):
+        for k in (1, 2, 3):
+            assert iou(batched[t] == k, alone[t] == k) > 0.98, (t, k)
+
+
 def test_the_model_is_left_as_it_was_also_after_a_cancel(model, clip):
     frames, truth = clip
     session = PropagationSession(model, frame_source_for(frames))

@@ -22,16 +22,16 @@ from ..cuda_graphs import tracking_graphs
 from ..errors import SAM2Error
 from ..frames import FrameSource
 from ..holes import fill_small_holes
+from ..layer_norm import fewer_pass_norms
 from ..models import inference_context
 from ..prompts import PromptSet
-from .confidence import install_score_capture
 from .features import SharedFeatures
 from .lineage import Division
 from .planning import Step, check_frame, plan_steps
 from .prompting import PromptQueue
 from .reading import ModelFrames
 from .record import AnnotationRecord
-from .runtime import OutOfMemoryAdvice, attention_kernels, install_memory_dtype_fix
+from .runtime import OutOfMemoryAdvice, adapt_model, attention_kernels
 from .states import stored_frames
 from .stream import FrameResult, Frames, FrameStream, MasksToHost
 from .tracking import RunTracker
@@ -128,8 +128,7 @@ class PropagationSession:
         # Per-object tracking, one sam2 step per object and frame as sam2 itself runs: only for
         # the agreement test and the benchmark (see ``RunTracker``).
         self._per_object = False
-        install_memory_dtype_fix(model)
-        install_score_capture(model)
+        adapt_model(model)
 
     # ----------------------------------------------------------------------------- prompts
     @property
@@ -316,7 +315,8 @@ class PropagationSession:
         try:
             with (
                 tracking_graphs(self.model, self.cuda_graphs) as graphs,
-                attention_kernels(self.device),
+                attention_kernels(self.model),
+                fewer_pass_norms(self.model),
             ):
                 # The model gets the prompts of the objects this run tracks; other objects'
                 # wait for their own run.

@@ -1,0 +1,60 @@
+"""The engine's channel layer norm gives sam2's values, and only while the engine runs."""
+
+import numpy as np
+import torch
+from sam2.modeling.sam2_utils import LayerNorm2d
+
+from napari_sam2.engine.layer_norm import FewerPassLayerNorm2d, fewer_pass_norms
+from napari_sam2.engine.video.reading import frame_source_for
+from napari_sam2.engine.video.session import PropagationSession
+
+from .test_video import small_video_model
+
+
+def norm(channels: int) -> LayerNorm2d:
+    torch.manual_seed(0)
+    module = LayerNorm2d(channels)
+    module.weight.data.uniform_(0.5, 1.5)
+    module.bias.data.uniform_(-0.5, 0.5)
+    return module
+
+
+def test_same_values_as_sam2s_norm():
+    module = norm(16)
+    x = torch.randn(3, 16, 20, 24) * 4 + 2
+    expected = module(x)
+    module.__class__ = FewerPassLayerNorm2d
+    torch.testing.assert_close(module(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_activations_stay_bfloat16():
+    """sam2's float32 weights promote bfloat16 activations to float32 (twice the bytes for
+    what follows); here the output keeps the input's dtype, within its rounding."""
+    module = norm(4)
+    x = torch.randn(2, 4, 32, 32) * 3
+    expected = module(x)
+    assert module(x.bfloat16()).dtype == torch.float32
+    module.__class__ = FewerPassLayerNorm2d
+    out = module(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.05)
+
+
+def test_norms_swapped_only_while_a_run_lasts():
+    model = small_video_model()
+    norms = [m for m in model.modules() if isinstance(m, LayerNorm2d)]
+    assert len(norms) >= 6  # memory encoder, mask decoder, prompt encoder
+    with fewer_pass_norms(model):
+        assert all(type(m) is FewerPassLayerNorm2d for m in norms)
+    assert all(type(m) is LayerNorm2d for m in norms)
+
+    seen = []
+    model.memory_encoder.register_forward_hook(
+        lambda module, args, out: seen.append(type(module.mask_downsampler.encoder[1]))
+    )
+    stack = (np.random.default_rng(0).random((4, 64, 64)) * 255).astype(np.uint8)
+    session = PropagationSession(model, frame_source_for(stack))
+    session.add_prompts({0: {1: dict(points=[(30, 30)])}})
+    assert len(list(session.propagate("forward"))) == 4
+    assert set(seen) == {FewerPassLayerNorm2d}
+    assert all(type(m) is LayerNorm2d for m in norms)  # sam2's own predictor gets sam2's
