@@ -78,7 +78,12 @@ def run_automatic(args) -> dict:
     import torch
 
     from napari_sam2 import Segmenter
-    from napari_sam2.engine.automatic import AutomaticOptions, MaskProposal, paint_labels
+    from napari_sam2.engine.automatic import (
+        AutomaticOptions,
+        MaskProposal,
+        mask_generator,
+        paint_labels,
+    )
     from napari_sam2.engine.models import inference_context
 
     image = _image(Path(args.image), args.size)
@@ -92,14 +97,9 @@ def run_automatic(args) -> dict:
     seg.set_image(np.full((64, 64), 7, np.uint8))
     seg.segment_everything(points_per_side=2)
     if args.engine == "official":
-        from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
         seg.set_image(image)
         frame = seg.current_frame()
-        from napari_sam2.engine.image import feature_sizes
-
-        generator = SAM2AutomaticMaskGenerator(seg.model, **options.generator_kwargs())
-        generator.predictor._bb_feat_sizes = feature_sizes(seg.model.image_size)
+        generator = mask_generator(seg.model, options)
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         sync()

@@ -137,14 +137,12 @@ def bench_engine(seg, image, clicks, dtype, args, record, fields) -> None:
     the same pixels in its cache, whatever the precision).
     """
     import torch
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     from napari_sam2.engine.frames import Normalization, to_model_frame
-    from napari_sam2.engine.image import feature_sizes
+    from napari_sam2.engine.image import image_predictor
 
     device = seg.device
-    official = SAM2ImagePredictor(seg.model)
-    official._bb_feat_sizes = feature_sizes(seg.model.image_size)  # sam2 assumes 1024
+    official = image_predictor(seg.model)
     norm = Normalization.for_data(image)
     frames = {}
 

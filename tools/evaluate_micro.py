@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_sam2.engine.image import feature_sizes
+from napari_sam2.engine.image import image_predictor
 from napari_sam2.engine.synthetic import synthetic_cells
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -98,11 +98,9 @@ class Model:
 
     def __init__(self, checkpoint, config=mm.DEFAULT_CONFIG, device="cpu"):
         """``device`` other than the CPU runs float32 there too (no autocast)."""
-        from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         model = mm.load_model(checkpoint, config, device)
-        self.predictor = SAM2ImagePredictor(model)
-        self.predictor._bb_feat_sizes = feature_sizes(model.image_size)
+        self.predictor = image_predictor(model)
 
     def set_image(self, image: np.ndarray) -> None:
         self.set_frame(mm.normalise(image))

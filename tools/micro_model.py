@@ -173,9 +173,8 @@ def check_against_predictor(config=DEFAULT_CONFIG, checkpoint=None) -> float:
     """Largest difference between the training forward and the stock SAM2ImagePredictor (CPU),
     at the input size ``config`` builds (the predictor told its feature sizes, as the plugin
     tells it)."""
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    from napari_sam2.engine.image import feature_sizes
+    from napari_sam2.engine.image import image_predictor
 
     torch.manual_seed(0)
     model = build_model(config).eval()
@@ -184,8 +183,7 @@ def check_against_predictor(config=DEFAULT_CONFIG, checkpoint=None) -> float:
     size = model.image_size
     image, labels = synthetic_cells((300, 420), n_cells=5, seed=7)
     frame01 = normalise(image)
-    pred = SAM2ImagePredictor(model)
-    pred._bb_feat_sizes = feature_sizes(size)
+    pred = image_predictor(model)
     worst = 0.0
     with torch.no_grad():
         pred.set_image(np.repeat(frame01[..., None], 3, -1))

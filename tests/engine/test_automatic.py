@@ -16,10 +16,10 @@ from napari_sam2.engine.automatic import (
     AutomaticOptions,
     MaskProposal,
     iter_mask_proposals,
+    mask_generator,
     paint_labels,
 )
 from napari_sam2.engine.frames import Normalization
-from napari_sam2.engine.image import feature_sizes
 
 LOOSE = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0, min_area=0, max_area_fraction=1.0)
 
@@ -34,15 +34,12 @@ def _drain(generator):
 
 
 def test_same_masks_as_the_stock_generator(random_segmenter, gray_image):
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     seg = random_segmenter
     seg.set_image(gray_image)
     options = AutomaticOptions(points_per_side=3, **LOOSE)
     frame = seg.current_frame()
-    generator = SAM2AutomaticMaskGenerator(seg.model, **options.generator_kwargs())
-    generator.predictor._bb_feat_sizes = feature_sizes(seg.model.image_size)
-    stock = generator.generate(frame)
+    stock = mask_generator(seg.model, options).generate(frame)
     # With the session's cached embedding, and re-embedding the frame: the same masks.
     for embedding in (seg.session.embedding(), None):
         _, ours = _drain(iter_mask_proposals(seg.model, frame, options, embedding))

@@ -5,12 +5,11 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2.utils.amg import calculate_stability_score
 from scipy.ndimage import distance_transform_edt
 
 from napari_sam2.engine.holes import fill_small_holes
-from napari_sam2.engine.image import feature_sizes
+from napari_sam2.engine.image import image_predictor
 from napari_sam2.engine.mask_choice import (
     STABILITY_OFFSET,
     StableChoiceMaskDecoder,
@@ -27,8 +26,7 @@ def clicked(micro_segmenter):
         (300, 420), n_cells=12, seed=7, touching=True, irregularity=0.18
     )
     micro_segmenter.set_image(image)
-    predictor = SAM2ImagePredictor(micro_segmenter.model)
-    predictor._bb_feat_sizes = feature_sizes(micro_segmenter.model.image_size)
+    predictor = image_predictor(micro_segmenter.model)
     with torch.inference_mode():
         predictor.set_image(micro_segmenter.current_frame())
     clicks = []

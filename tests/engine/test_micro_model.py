@@ -30,16 +30,14 @@ def test_training_forward_matches_image_predictor():
 
 
 def test_one_click_segments_a_synthetic_cell():
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
     from scipy.ndimage import distance_transform_edt
 
-    from napari_sam2.engine.image import feature_sizes
+    from napari_sam2.engine.image import image_predictor
 
     mm = _tools_module("micro_model")
     model = mm.build_model(video=True, inference=True)
     model.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True)["model"])
-    predictor = SAM2ImagePredictor(model.eval())
-    predictor._bb_feat_sizes = feature_sizes(model.image_size)  # sam2 assumes a 1024 input
+    predictor = image_predictor(model.eval())
     image, labels = synthetic_cells((256, 320), n_cells=5, seed=12345)
     frame = mm.normalise(image)
     with torch.inference_mode():

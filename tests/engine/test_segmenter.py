@@ -53,15 +53,12 @@ def test_embedding_is_the_official_predictors(random_segmenter, gray_image):
     """The engine prepares the encoder's input with torch (on the GPU there) and runs the
     encoder itself: its features must be those of SAM2's ``set_image`` on the same frame
     (sam2's predictor told the feature sizes of the model's input, as the engine tells it)."""
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-    from napari_sam2.engine.image import feature_sizes
+    from napari_sam2.engine.image import image_predictor
 
     seg = random_segmenter
     seg.set_image(gray_image)
     ours, hw = seg.session.embedding()
-    official = SAM2ImagePredictor(seg.model)
-    official._bb_feat_sizes = feature_sizes(seg.model.image_size)
+    official = image_predictor(seg.model)
     with torch.inference_mode():
         official.set_image(seg.current_frame())
     assert hw == official._orig_hw[0] == gray_image.shape

@@ -99,6 +99,16 @@ class AutomaticOptions:
         }
 
 
+def mask_generator(model: torch.nn.Module, options: AutomaticOptions):
+    """sam2's ``SAM2AutomaticMaskGenerator`` for ``model`` with ``options``, its predictor told
+    the feature sizes of the model's input (sam2 assumes a 1024 input)."""
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    generator = SAM2AutomaticMaskGenerator(model, **options.generator_kwargs())
+    generator.predictor._bb_feat_sizes = feature_sizes(model.image_size)
+    return generator
+
+
 @dataclass(frozen=True)
 class Progress:
     """``done`` of ``total`` point batches processed (over all crops)."""
@@ -136,15 +146,13 @@ def iter_mask_proposals(
     it is already known (the image session's), saving one pass of the image encoder.
     Closing the generator stops the work at the next batch.
     """
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
     from sam2.utils.amg import MaskData, area_from_rle, batch_iterator, generate_crop_boxes
     from torchvision.ops.boxes import batched_nms, box_area
 
     from .mask_choice import all_candidates
 
-    amg = SAM2AutomaticMaskGenerator(model, **options.generator_kwargs())
+    amg = mask_generator(model, options)
     predictor = amg.predictor
-    predictor._bb_feat_sizes = feature_sizes(model.image_size)
     device = next(model.parameters()).device
     h, w = frame.shape[:2]
     crop_boxes, layers = generate_crop_boxes((h, w), amg.crop_n_layers, amg.crop_overlap_ratio)

@@ -39,14 +39,21 @@ def feature_sizes(image_size: int) -> list[tuple[int, int]]:
     return [(image_size // stride, image_size // stride) for stride in (4, 8, 16)]
 
 
+def image_predictor(model: torch.nn.Module):
+    """sam2's ``SAM2ImagePredictor`` for ``model``, told the feature sizes of the model's input
+    (its constructor assumes a 1024 input)."""
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    predictor = SAM2ImagePredictor(model)
+    predictor._bb_feat_sizes = feature_sizes(model.image_size)
+    return predictor
+
+
 class ImageSession:
     """Holds an image predictor and the embeddings of recently seen frames."""
 
     def __init__(self, model: torch.nn.Module, cache_size: int = 16):
-        from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-        self.predictor = SAM2ImagePredictor(model)
-        self.predictor._bb_feat_sizes = feature_sizes(model.image_size)
+        self.predictor = image_predictor(model)
         self.device = next(model.parameters()).device
         self.cache_size = cache_size
         self._cache: OrderedDict[Hashable, tuple[dict, tuple[int, int]]] = OrderedDict()
