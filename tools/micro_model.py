@@ -77,15 +77,13 @@ def build_model(config: str | Path = DEFAULT_CONFIG, video: bool = False, infere
     if video:
         over += ["model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor"]
     if inference:  # what sam2's builders add for inference, as the plugin builds its models
-        over = models.config_overrides() if video else list(models._IMAGE_OVERRIDES)
+        over = models.config_overrides(video)
     if over:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(over))
     OmegaConf.resolve(cfg)
     model = instantiate(cfg.model, _recursive_=True)
-    if inference:  # the plugin's choice among a click's three masks
-        from napari_sam2.engine.mask_choice import keep_stable_choice
-
-        keep_stable_choice(model)
+    if inference:  # the plugin's rules for the micro model (its choice of a click's masks)
+        models.apply_model_rules(model, models.MICRO_MODEL)
     return model
 
 

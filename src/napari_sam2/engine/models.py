@@ -120,10 +120,13 @@ _VIDEO_OVERRIDES = [
 ]
 
 
-def config_overrides() -> list[str]:
+def config_overrides(video: bool = True) -> list[str]:
     """Hydra overrides every model is built with: sam2's own for its image and video
     predictors, except hole filling where sam2's compiled extension is missing (sam2 would
-    try, warn and skip it on every tracked frame)."""
+    try, warn and skip it on every tracked frame). ``video=False``: the image predictor's only,
+    for a plain ``SAM2Base`` (the training tools' image-mode builds)."""
+    if not video:
+        return list(_IMAGE_OVERRIDES)
     try:
         from sam2 import _C  # noqa: F401
 
