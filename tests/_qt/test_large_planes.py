@@ -32,7 +32,7 @@ def test_zoomed_out_segments_the_view_and_zoomed_in_native_pixels(shown_viewer_w
     session = start(widget, layer)
     viewer.reset_view()
     qtbot.wait(200)  # the canvas has drawn: the layer knows what is on screen
-    view = field_of_view(layer, session.plane_request().plane)
+    view = field_of_view(layer, session.plane_request().plane, viewer)
     assert view is not None and view[2] - view[0] > 3000  # the whole plane is on screen
 
     session.points_layer.add([[1200, 1200]])
@@ -44,7 +44,7 @@ def test_zoomed_out_segments_the_view_and_zoomed_in_native_pixels(shown_viewer_w
 
     viewer.camera.center, viewer.camera.zoom = (2015, 2515), 4  # close up on the nucleus
     qtbot.wait(200)
-    close = field_of_view(layer, session.plane_request().plane)
+    close = field_of_view(layer, session.plane_request().plane, viewer)
     assert close[2] - close[0] < size
     widget.object_button.native.click()
     session.points_layer.add([[2015, 2515]])
@@ -54,6 +54,42 @@ def test_zoomed_out_segments_the_view_and_zoomed_in_native_pixels(shown_viewer_w
     np.testing.assert_array_equal(
         session.labels_layer.data == 2, want & (session.labels_layer.data != 1)
     )
+
+
+def test_zoomed_in_on_a_chunked_pyramid_native_pixels_are_segmented(shown_viewer_widget, qtbot):
+    """napari reads a chunked multiscale layer in whole chunks, and its corner pixels are those
+    chunks, not the view: a view narrower than the model input that crosses chunk borders is
+    still segmented at native resolution, and a zoomed-out view as what is on screen."""
+    import dask.array as da
+
+    viewer, widget = shown_viewer_widget
+    size = _input_size(widget)
+    side, chunk = 4 * size, size // 2
+    rng = np.random.default_rng(4)
+    full = (rng.random((side, side)) * 300 + 200).astype(np.uint16)
+    levels = [da.from_array(full, chunks=chunk), da.from_array(full[::4, ::4], chunks=chunk)]
+    layer = viewer.add_image(levels, multiscale=True, contrast_limits=(200, 3500))
+    session = start(widget, layer)
+    plane = session.plane_request().plane
+    height, width = viewer.canvas.viewbox_size(viewer.layers)
+    # About 0.9 of the model input on screen, from a quarter of a chunk before a chunk border
+    # (so it spans three chunks: more than the model input).
+    centre = 2 * chunk - chunk // 4 + 0.45 * size
+    viewer.camera.center, viewer.camera.zoom = (centre, centre), max(height, width) / (0.9 * size)
+    qtbot.wait(300)
+    view = field_of_view(layer, plane, viewer)
+    seen = max(view[2] - view[0], view[3] - view[1])
+    assert 0.85 * size < seen < size, view
+    chunks = field_of_view(layer, plane)  # the layer's corner pixels: whole chunks
+    assert max(chunks[2] - chunks[0], chunks[3] - chunks[1]) > size, chunks
+    session.points_layer.add([[centre, centre]])
+    settle(widget, qtbot)
+    assert widget.status.value.startswith("segmented at native resolution")
+
+    viewer.reset_view()
+    qtbot.wait(300)
+    view = field_of_view(layer, plane, viewer)
+    assert view[2] - view[0] > 0.9 * side and view[3] - view[1] > 0.9 * side
 
 
 def test_propagation_tracks_the_region_drawn_at_native_resolution(viewer_widget, qtbot):

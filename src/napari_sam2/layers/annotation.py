@@ -302,7 +302,9 @@ class AnnotationSession:
             raise SAM2Error("Load a model and start annotating first.")
         if plane is None:
             plane = displayed_plane(self.viewer, self.image_layer, self.channel_axis)
-        view, level, said = choose_scale(self.image_layer, plane, self.segmenter.model.image_size)
+        view, level, said = choose_scale(
+            self.image_layer, plane, self.segmenter.model.image_size, self.viewer
+        )
         return SegmentationRequest(
             self.image_layer,
             self.labels_layer,

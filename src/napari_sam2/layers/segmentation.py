@@ -42,9 +42,17 @@ class PlaneReader:
         return raw
 
 
-def field_of_view(layer, plane: Plane) -> tuple[float, float, float, float] | None:
-    """The part of ``plane`` on screen, (min_row, min_col, max_row, max_col) in its pixels,
-    from the layer's corner pixels (None before the canvas has drawn it)."""
+def field_of_view(layer, plane: Plane, viewer=None) -> tuple[float, float, float, float] | None:
+    """The part of ``plane`` on screen, (min_row, min_col, max_row, max_col) in its pixels
+    (None before the canvas has drawn it).
+
+    From ``viewer``'s camera and canvas where napari has a canvas model (0.9); else from the
+    layer's corner pixels, which napari rounds out to whole chunks on a chunked multiscale
+    layer and grows only when the view leaves them (a close view there would look wider than
+    it is, and be shrunk).
+    """
+    if viewer is not None and hasattr(viewer, "canvas"):
+        return _camera_view(layer, plane, viewer)
     corners = np.asarray(layer.corner_pixels, dtype=float)
     if getattr(layer, "multiscale", False):  # corners are in the level on screen's pixels
         corners = corners * np.asarray(layer.downsample_factors[layer.data_level])
@@ -55,8 +63,32 @@ def field_of_view(layer, plane: Plane) -> tuple[float, float, float, float] | No
     return (r0, c0, r1, c1)
 
 
+def _camera_view(layer, plane: Plane, viewer) -> tuple[float, float, float, float] | None:
+    """The canvas's corners, from the camera's centre and zoom, in the plane's pixels, clipped
+    to the plane."""
+    height, width = viewer.canvas.viewbox_size(viewer.layers)
+    zoom = viewer.camera.zoom
+    if height <= 1 or width <= 1 or zoom <= 0:
+        return None
+    axes = list(viewer.dims.displayed)[-2:]
+    centre = np.asarray(viewer.camera.center, dtype=float)[-2:]
+    half = np.array([height, width]) / zoom / 2
+    corners = []
+    for dr, dc in ((-1, -1), (-1, 1), (1, -1), (1, 1)):
+        world = np.asarray(viewer.dims.point, dtype=float)
+        world[axes] = centre + half * (dr, dc)
+        data = np.asarray(layer.world_to_data(world), dtype=float)
+        corners.append(data[[plane.rows_axis, plane.cols_axis]])
+    low, high = np.min(corners, axis=0), np.max(corners, axis=0)
+    shape = np.asarray(plane.shape(layer.data), dtype=float)
+    (r0, c0), (r1, c1) = np.clip(low, 0, shape), np.clip(high, 0, shape)
+    if r1 - r0 <= 1 or c1 - c0 <= 1:
+        return None
+    return (r0, c0, r1, c1)
+
+
 def choose_scale(
-    layer, plane: Plane, image_size: int
+    layer, plane: Plane, image_size: int, viewer=None
 ) -> tuple[tuple[float, float, float, float] | None, PyramidLevel | None, str]:
     """What the user sees decides the scale: (region to segment in, pyramid level to read it
     from, what the widget says).
@@ -69,7 +101,7 @@ def choose_scale(
     shape = plane.shape(layer.data)
     if max(shape) <= image_size:
         return None, None, ""
-    view = field_of_view(layer, plane)
+    view = field_of_view(layer, plane, viewer)
     seen = None if view is None else (view[2] - view[0], view[3] - view[1])
     if seen is not None and max(seen) > image_size:
         level = coarsest_level(layer, plane, seen, image_size)
