@@ -98,7 +98,6 @@ class Model:
 
     def __init__(self, checkpoint, config=mm.DEFAULT_CONFIG, device="cpu"):
         """``device`` other than the CPU runs float32 there too (no autocast)."""
-
         model = mm.load_model(checkpoint, config, device)
         self.predictor = image_predictor(model)
 

@@ -171,7 +171,6 @@ def check_against_predictor(config=DEFAULT_CONFIG, checkpoint=None) -> float:
     """Largest difference between the training forward and the stock SAM2ImagePredictor (CPU),
     at the input size ``config`` builds (the predictor told its feature sizes, as the plugin
     tells it)."""
-
     from napari_sam2.engine.image import image_predictor
 
     torch.manual_seed(0)

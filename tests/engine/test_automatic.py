@@ -34,7 +34,6 @@ def _drain(generator):
 
 
 def test_same_masks_as_the_stock_generator(random_segmenter, gray_image):
-
     seg = random_segmenter
     seg.set_image(gray_image)
     options = AutomaticOptions(points_per_side=3, **LOOSE)

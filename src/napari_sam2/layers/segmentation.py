@@ -52,20 +52,23 @@ def field_of_view(layer, plane: Plane, viewer=None) -> tuple[float, float, float
     it is, and be shrunk).
     """
     if viewer is not None and hasattr(viewer, "canvas"):
-        return _camera_view(layer, plane, viewer)
-    corners = np.asarray(layer.corner_pixels, dtype=float)
-    if getattr(layer, "multiscale", False):  # corners are in the level on screen's pixels
-        corners = corners * np.asarray(layer.downsample_factors[layer.data_level])
-    corners = corners[:, [plane.rows_axis, plane.cols_axis]]
-    (r0, c0), (r1, c1) = corners[0], corners[1] + 1
+        corners = _canvas_corners(layer, plane, viewer)
+        if corners is None:
+            return None
+    else:
+        corners = np.asarray(layer.corner_pixels, dtype=float)
+        if getattr(layer, "multiscale", False):  # corners are in the level on screen's pixels
+            corners = corners * np.asarray(layer.downsample_factors[layer.data_level])
+        corners = corners[:, [plane.rows_axis, plane.cols_axis]] + [[0, 0], [1, 1]]
+    (r0, c0), (r1, c1) = corners
     if r1 - r0 <= 1 or c1 - c0 <= 1:
         return None
     return (r0, c0, r1, c1)
 
 
-def _camera_view(layer, plane: Plane, viewer) -> tuple[float, float, float, float] | None:
-    """The canvas's corners, from the camera's centre and zoom, in the plane's pixels, clipped
-    to the plane."""
+def _canvas_corners(layer, plane: Plane, viewer) -> np.ndarray | None:
+    """The canvas's corners, from the camera's centre and zoom, in the plane's pixels
+    ((min_row, min_col), (max_row, max_col)), clipped to the plane."""
     height, width = viewer.canvas.viewbox_size(viewer.layers)
     zoom = viewer.camera.zoom
     if height <= 1 or width <= 1 or zoom <= 0:
@@ -73,18 +76,14 @@ def _camera_view(layer, plane: Plane, viewer) -> tuple[float, float, float, floa
     axes = list(viewer.dims.displayed)[-2:]
     centre = np.asarray(viewer.camera.center, dtype=float)[-2:]
     half = np.array([height, width]) / zoom / 2
+    world = np.asarray(viewer.dims.point, dtype=float)
     corners = []
-    for dr, dc in ((-1, -1), (-1, 1), (1, -1), (1, 1)):
-        world = np.asarray(viewer.dims.point, dtype=float)
-        world[axes] = centre + half * (dr, dc)
+    for sign in ((-1, -1), (-1, 1), (1, -1), (1, 1)):
+        world[axes] = centre + half * sign
         data = np.asarray(layer.world_to_data(world), dtype=float)
         corners.append(data[[plane.rows_axis, plane.cols_axis]])
-    low, high = np.min(corners, axis=0), np.max(corners, axis=0)
     shape = np.asarray(plane.shape(layer.data), dtype=float)
-    (r0, c0), (r1, c1) = np.clip(low, 0, shape), np.clip(high, 0, shape)
-    if r1 - r0 <= 1 or c1 - c0 <= 1:
-        return None
-    return (r0, c0, r1, c1)
+    return np.clip([np.min(corners, axis=0), np.max(corners, axis=0)], 0, shape)
 
 
 def choose_scale(
