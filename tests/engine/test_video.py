@@ -41,6 +41,21 @@ def small_video_model(image_size: int = 128, seed: int = 0):
     return instantiate(cfg.model, _recursive_=True).eval()
 
 
+def downsampler_layer_types(model, index: int) -> set[type]:
+    """The classes the memory encoder's mask-downsampler layer ``index`` had while a short
+    propagation ran (to see what the engine swaps in during a run)."""
+    seen = set()
+    hook = model.memory_encoder.register_forward_hook(
+        lambda module, args, out: seen.add(type(module.mask_downsampler.encoder[index]))
+    )
+    stack = (np.random.default_rng(0).random((4, 64, 64)) * 255).astype(np.uint8)
+    session = PropagationSession(model, frame_source_for(stack))
+    session.add_prompts({0: {1: dict(points=[(30, 30)])}})
+    assert len(list(session.propagate("forward"))) == 4
+    hook.remove()
+    return seen
+
+
 @pytest.fixture(scope="module")
 def model():
     return small_video_model()

@@ -21,10 +21,12 @@ class FewerPassLayerNorm2d(LayerNorm2d):
     elementwise passes; the same values up to float rounding."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
-        normed = (x - mean) * torch.rsqrt(var + self.eps)
-        weight = self.weight.to(normed.dtype)[:, None, None]
-        return torch.addcmul(self.bias.to(normed.dtype)[:, None, None], normed, weight)
+        # Autocast would run rsqrt in float32 on a GPU and promote all that follows.
+        with torch.autocast(x.device.type, enabled=False):
+            var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
+            normed = (x - mean) * torch.rsqrt(var + self.eps)
+            weight = self.weight.to(normed.dtype)[:, None, None]
+            return torch.addcmul(self.bias.to(normed.dtype)[:, None, None], normed, weight)
 
 
 @contextlib.contextmanager

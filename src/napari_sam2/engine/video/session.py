@@ -25,6 +25,7 @@ from ..holes import fill_small_holes
 from ..layer_norm import fewer_pass_norms
 from ..models import inference_context
 from ..prompts import PromptSet
+from ..unshuffled_conv import unshuffled_convs
 from .features import SharedFeatures
 from .lineage import Division
 from .planning import Step, check_frame, plan_steps
@@ -317,6 +318,7 @@ class PropagationSession:
                 tracking_graphs(self.model, self.cuda_graphs) as graphs,
                 attention_kernels(self.model),
                 fewer_pass_norms(self.model),
+                unshuffled_convs(self.model),
             ):
                 # The model gets the prompts of the objects this run tracks; other objects'
                 # wait for their own run.
