@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..cuda_graphs import without_graphs
 from .confidence import per_object, take_scores
+from .memory_keys import Attended, MemoryKeys, release
 
 # At most this many objects go through one step: the step's activations grow with the batch
 # (micro on a CPU: peak RSS 0.85 GiB with one object, 1.29 GiB with eight), and on a GPU a
@@ -81,39 +82,53 @@ def track_batch(
     features: tuple[torch.Tensor, dict],
     frames: tuple[tuple, tuple],
     size: int | None = None,
+    keys: MemoryKeys | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Track the objects of ``states`` on ``frame`` in one batched sam2 step.
 
     ``features`` are the frame's image features (one image), ``frames`` the ``memory_frames``
     all states share. With ``size`` the batch is padded to that many objects by repeating the
-    last (for CUDA graphs; the padding's outputs are dropped). Each state gets the frame's
-    output as sam2 stores it. Returns, per object: low-resolution mask logits (n, 1, h, w),
-    predicted IoU of the kept mask (n,) and presence logit (n,).
+    last (for CUDA graphs; the padding's outputs are dropped). With ``keys`` memory attention
+    reuses the keys and values kept with the memory frames' outputs (``memory_keys``). Each
+    state gets the frame's output as sam2 stores it. Returns, per object: low-resolution mask
+    logits (n, 1, h, w), predicted IoU of the kept mask (n,) and presence logit (n,).
     """
     n = len(states)
     batch = states + states[-1:] * ((size or n) - n)
     per_state = [s["output_dict_per_obj"][0] for s in batch]
     cond, near = frames
+    order: list[Attended] = []
+
+    def handed(kind: str, t: int) -> dict:
+        sources = [o[kind][t] for o in per_state]
+        if keys is None:
+            return _stacked(sources)
+        distance = None if kind == "cond_frame_outputs" else abs(frame - t)
+        return Attended(_stacked(sources), sources, distance, order)
+
     memory = {
-        kind: {t: _stacked([o[kind][t] for o in per_state]) for t in wanted}
+        kind: {t: handed(kind, t) for t in wanted}
         for kind, wanted in (("cond_frame_outputs", cond), ("non_cond_frame_outputs", near))
     }
     lead = batch[0]
     lead["cached_features"] = {frame: features}
     take_scores()  # forget any other caller's
-    out, masks = model._run_single_frame_inference(
-        inference_state=lead,
-        output_dict=memory,
-        frame_idx=frame,
-        batch_size=len(batch),
-        is_init_cond_frame=False,
-        point_inputs=None,
-        mask_inputs=None,
-        reverse=reverse,
-        run_mem_encoder=True,
-    )
+    with keys.attending(order) if keys is not None else contextlib.nullcontext():
+        out, masks = model._run_single_frame_inference(
+            inference_state=lead,
+            output_dict=memory,
+            frame_idx=frame,
+            batch_size=len(batch),
+            is_init_cond_frame=False,
+            point_inputs=None,
+            mask_inputs=None,
+            reverse=reverse,
+            run_mem_encoder=True,
+        )
     iou, logit = per_object(take_scores())
     for i, (state, outputs) in enumerate(zip(states, per_state, strict=False)):
+        if keys is not None:
+            release(outputs, frame, reverse, model)
         outputs["non_cond_frame_outputs"][frame] = {
             "maskmem_features": out["maskmem_features"][i : i + 1],
             "maskmem_pos_enc": [x[i : i + 1] for x in out["maskmem_pos_enc"]],

@@ -25,6 +25,7 @@ from .batching import (
 )
 from .confidence import MEMORY_MIN_CONFIDENCE, confidence, jump, per_object, summary
 from .features import SharedFeatures
+from .memory_keys import MemoryKeys, fits, usable
 from .planning import Step, run_end
 from .states import drop_memory, forget
 
@@ -47,7 +48,9 @@ class RunTracker:
     graphs replay the step) each batch is padded to its ``size_class``. ``per_object`` tracks
     every object in a step of its own, as sam2 does: only for the agreement test and bench.
     ``reliable_memory`` keeps a tracked frame under ``MEMORY_MIN_CONFIDENCE`` out of its
-    object's memory (see ``PropagationSession``).
+    object's memory (see ``PropagationSession``). Steps that run without CUDA graphs reuse
+    each memory frame's keys and values where the model and the budget allow
+    (``memory_keys``).
     """
 
     def __init__(
@@ -67,6 +70,10 @@ class RunTracker:
         self.scores, self.anchors, self.memory_window = scores, anchors, memory_window
         self.pad, self.per_object, self.reliable_memory = pad, per_object, reliable_memory
         self._runs: dict[tuple[int, bool], _Run] = {}
+        objects = {oid for step in steps for oid in step.object_ids}
+        prompted = max((len(anchors.get(oid, ())) for oid in objects), default=0)
+        reuse = not per_object and usable(model) and fits(model, len(objects), prompted)
+        self.keys = MemoryKeys(model) if reuse else None
 
     def track(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Masks (boolean, n × H × W), confidences and areas of ``steps[i]``'s objects, in its
@@ -112,8 +119,9 @@ class RunTracker:
                 batch = [self.states[step.object_ids[k]] for k in members]
                 size = size_class(len(batch)) if self.pad else None
                 with graphs_for(len(batch)):
+                    keys = self.keys if size is None else None
                     masks, ious, logits = track_batch(
-                        self.model, batch, frame, reverse, image, frames, size
+                        self.model, batch, frame, reverse, image, frames, size, keys
                     )
                 for j, k in enumerate(members):
                     low[k], iou[k], logit[k] = masks[j : j + 1], ious[j : j + 1], logits[j : j + 1]
