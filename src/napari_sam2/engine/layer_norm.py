@@ -10,10 +10,11 @@ norms. The same norm here is one reduction and three passes, in the activations'
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import torch
 from sam2.modeling.sam2_utils import LayerNorm2d
+
+from .computed_as import computed_as
 
 
 class FewerPassLayerNorm2d(LayerNorm2d):
@@ -29,15 +30,9 @@ class FewerPassLayerNorm2d(LayerNorm2d):
             return torch.addcmul(self.bias.to(normed.dtype)[:, None, None], normed, weight)
 
 
-@contextlib.contextmanager
-def fewer_pass_norms(model: torch.nn.Module) -> Iterator[None]:
-    """In this block every ``LayerNorm2d`` of ``model`` computes as ``FewerPassLayerNorm2d``
-    (same weights); after it, as sam2's again, so sam2's own predictor stays sam2's."""
-    swapped = [m for m in model.modules() if type(m) is LayerNorm2d]
-    for module in swapped:
-        module.__class__ = FewerPassLayerNorm2d
-    try:
-        yield
-    finally:
-        for module in swapped:
-            module.__class__ = LayerNorm2d
+def fewer_pass_norms(model: torch.nn.Module) -> contextlib.AbstractContextManager:
+    """A block in which every ``LayerNorm2d`` of ``model`` computes as
+    ``FewerPassLayerNorm2d`` (``computed_as``)."""
+    return computed_as(
+        [m for m in model.modules() if type(m) is LayerNorm2d], FewerPassLayerNorm2d
+    )

@@ -12,11 +12,12 @@ vs 0.9 ms; 16: 1.0 vs 0.8). Same values up to float rounding.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .computed_as import computed_as
 
 
 class UnshuffledConv2d(nn.Conv2d):
@@ -54,15 +55,8 @@ def _eligible(module: nn.Module) -> bool:
     )
 
 
-@contextlib.contextmanager
-def unshuffled_convs(model: nn.Module) -> Iterator[None]:
-    """In this block the mask downsampler's four-channel convolutions compute as
-    ``UnshuffledConv2d`` (same weights); after it, as sam2's again."""
-    swapped = [m for m in model.memory_encoder.mask_downsampler.modules() if _eligible(m)]
-    for module in swapped:
-        module.__class__ = UnshuffledConv2d
-    try:
-        yield
-    finally:
-        for module in swapped:
-            module.__class__ = nn.Conv2d
+def unshuffled_convs(model: nn.Module) -> contextlib.AbstractContextManager:
+    """A block in which the mask downsampler's four-channel convolutions compute as
+    ``UnshuffledConv2d`` (``computed_as``)."""
+    downsampler = model.memory_encoder.mask_downsampler
+    return computed_as([m for m in downsampler.modules() if _eligible(m)], UnshuffledConv2d)

@@ -66,15 +66,15 @@ def usable(model) -> bool:
         model.memory_temporal_stride_for_eval == 1
         and model.max_cond_frames_in_attn == -1
         and all(_split(layer) for layer in attention.layers)
-        and all(layer.cross_attn_image.internal_dim <= MAX_WIDTH for layer in attention.layers)
     )
 
 
 def _split(layer) -> bool:
-    """Whether a layer's cross-attention keys are rotated and carry the memory's positions."""
+    """Whether a layer's cross-attention keys are rotated and carry the memory's positions,
+    and the attention is at most ``MAX_WIDTH`` wide."""
     module = layer.cross_attn_image
     rotary = hasattr(module, "freqs_cis") and getattr(module, "rope_k_repeat", False)
-    return rotary and layer.pos_enc_at_cross_attn_keys
+    return rotary and layer.pos_enc_at_cross_attn_keys and module.internal_dim <= MAX_WIDTH
 
 
 def fits(model, objects: int, prompted: int) -> bool:
@@ -121,8 +121,8 @@ class MemoryKeys:
                 return stock(q, k, v, num_k_exclude_rope)
             heads = attention.num_heads
             q = attention._separate_heads(attention.q_proj(q), heads)
-            side = math.sqrt(q.shape[-2])
             if attention.freqs_cis.shape[0] != q.shape[-2]:  # as sam2's RoPEAttention
+                side = math.sqrt(q.shape[-2])
                 attention.freqs_cis = attention.compute_cis(end_x=side, end_y=side)
             freqs = attention.freqs_cis.to(q.device)
             q = apply_rotary_enc(q, q[:, :, :0], freqs_cis=freqs)[0]
