@@ -4,7 +4,12 @@ import pytest
 import torch
 from sam2.modeling.sam2_utils import LayerNorm2d
 
-from napari_sam2.engine.layer_norm import FewerPassLayerNorm2d, fewer_pass_norms
+from napari_sam2.engine.layer_norm import (
+    FewerPassLayerNorm2d,
+    channels_last_norm,
+    fewer_pass_norms,
+    var_mean_norm,
+)
 
 from .test_video import downsampler_layer_types, small_video_model
 
@@ -17,23 +22,28 @@ def norm(channels: int) -> LayerNorm2d:
     return module
 
 
-def test_same_values_as_sam2s_norm():
-    module = norm(16)
-    x = torch.randn(3, 16, 20, 24) * 4 + 2
-    expected = module(x)
-    module.__class__ = FewerPassLayerNorm2d
-    torch.testing.assert_close(module(x), expected, rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("form", [var_mean_norm, channels_last_norm])
+def test_same_values_as_sam2s_norm(form):
+    """The GPU's form and the CPU's (the module's on this machine), on 4 and 16 channels."""
+    for channels in (4, 16):
+        module = norm(channels)
+        x = torch.randn(3, channels, 20, 24) * 4 + 2
+        expected = module(x)
+        got = form(x, module.weight, module.bias, module.eps)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        module.__class__ = FewerPassLayerNorm2d
+        torch.testing.assert_close(module(x), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_bfloat16_activations_stay_bfloat16():
+@pytest.mark.parametrize("form", [var_mean_norm, channels_last_norm])
+def test_bfloat16_activations_stay_bfloat16(form):
     """sam2's float32 weights promote bfloat16 activations to float32 (twice the bytes for
     what follows); here the output keeps the input's dtype, within its rounding."""
     module = norm(4)
     x = torch.randn(2, 4, 32, 32) * 3
     expected = module(x)
     assert module(x.bfloat16()).dtype == torch.float32
-    module.__class__ = FewerPassLayerNorm2d
-    out = module(x.bfloat16())
+    out = form(x.bfloat16(), module.weight, module.bias, module.eps)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.05)
 

@@ -6,7 +6,8 @@ stride 2). For the layer taking four channels cuDNN picks a slow kernel: on an H
 64 micro objects (64 × 4 × 512² in), 3.6 of the downsampler's 10 ms a frame. The same
 convolution over the 16 channels of the input's pixel blocks (``pixel_unshuffle``), a 2×2
 kernel at stride 1, takes 1.3 ms; for the other layers that form is slower (one channel: 2.0
-vs 0.9 ms; 16: 1.0 vs 0.8). Same values up to float rounding.
+vs 0.9 ms; 16: 1.0 vs 0.8). Same values up to float rounding. On a CPU the block form is
+the slower one (32 × 4 × 256² in: 67 vs 22 ms), so there the layer computes as it is.
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ from .computed_as import computed_as
 
 
 class UnshuffledConv2d(nn.Conv2d):
-    """A 3×3, stride-2, padding-1 ``Conv2d`` computed on the input's 2×2 pixel blocks."""
+    """A 3×3, stride-2, padding-1 ``Conv2d`` computed on the input's 2×2 pixel blocks on a
+    GPU (``blocked_conv``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] % 2 or x.shape[-2] % 2:
+        if x.device.type != "cuda" or x.shape[-1] % 2 or x.shape[-2] % 2:
             return super().forward(x)
-        blocks = F.pixel_unshuffle(F.pad(x, (1, 1, 1, 1)), 2)
-        return F.conv2d(blocks, block_weight(self.weight), self.bias)
+        return blocked_conv(x, self.weight, self.bias)
+
+
+def blocked_conv(x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """The 3×3, stride-2, padding-1 convolution of ``x`` (even sides) over its pixel blocks."""
+    blocks = F.pixel_unshuffle(F.pad(x, (1, 1, 1, 1)), 2)
+    return F.conv2d(blocks, block_weight(weight), bias)
 
 
 def block_weight(weight: torch.Tensor) -> torch.Tensor:
