@@ -13,7 +13,7 @@ import torch
 from napari_sam2.engine.holes import fill_small_holes
 from napari_sam2.engine.video import session as video_session
 from napari_sam2.engine.video import tracking
-from napari_sam2.engine.video.batching import size_class
+from napari_sam2.engine.video.batching import graph_limit, size_class
 from napari_sam2.engine.video.reading import frame_source_for
 from napari_sam2.engine.video.session import PropagationSession
 
@@ -88,10 +88,16 @@ def test_batched_objects_get_the_masks_of_per_object_tracking(model, stack):
     assert {i for run, _, i, _ in batched if run == "added"} == {5}
 
 
+def test_a_smaller_input_takes_more_objects_in_a_cuda_graph():
+    """A step's GPU work goes with objects × image tokens: 16 objects at a 1024 input, four
+    times as many at 512 (where 64 steps without graphs were bound by the host's launches)."""
+    assert [graph_limit(small_video_model(side)) for side in (1024, 512, 128)] == [16, 64, 64]
+
+
 def test_batches_padded_for_cuda_graphs_give_the_same_masks(model, stack):
     """While CUDA graphs replay the step, batches are padded to a size class (one graph per
     class): the padding changes no object's mask. (Run here without graphs, on the CPU.)"""
-    assert [size_class(n) for n in (1, 3, 5, 9, 16, 17)] == [1, 4, 8, 16, 16, None]
+    assert [size_class(n, 16) for n in (1, 3, 5, 9, 16, 17)] == [1, 4, 8, 16, 16, None]
     unpadded, _, _ = annotate(model, stack, per_object=False)
 
     class FakeGraphs:

@@ -27,24 +27,35 @@ from .memory_keys import Attended, MemoryKeys, release
 MAX_BATCH = 64
 # While CUDA graphs replay the step, a group of objects is padded to the next power of two (1,
 # 2, 4, ...): a graph is recorded per input shape, so padding keeps their number small as
-# objects come and go. Groups of more than this run without graphs and unpadded: the GPU's
-# work, not the host's launches, sets their pace (H200, micro, 64 objects: 18.5 frames/s with
-# graphs, 20.5 without, and the recordings delayed the first mask).
+# objects come and go. Groups of more than ``graph_limit`` run without graphs and unpadded: the
+# GPU's work, not the host's launches, sets their pace. At a 1024 input that is above
+# GRAPH_MAX_BATCH objects (H200, micro, 64 objects: 18.5 frames/s with graphs, 20.5 without,
+# and the recordings delayed the first mask); the work goes with objects × image tokens, so a
+# smaller input takes more objects in a graph.
 GRAPH_MAX_BATCH = 16
+REFERENCE_TOKENS = 64 * 64  # image tokens of a 1024 input
 
 
-def size_class(n: int) -> int | None:
-    """The batch size a group of ``n`` objects is padded to for CUDA graphs; None for a group
-    too large for graphs, which runs without them (``graphs_for``)."""
-    if n > GRAPH_MAX_BATCH:
+def graph_limit(model) -> int:
+    """The most objects a CUDA-graphed step of ``model`` takes: GRAPH_MAX_BATCH at a 1024
+    input, in inverse proportion to the image tokens at others, at most MAX_BATCH."""
+    tokens = model.sam_image_embedding_size**2
+    return max(1, min(MAX_BATCH, GRAPH_MAX_BATCH * REFERENCE_TOKENS // tokens))
+
+
+def size_class(n: int, limit: int) -> int | None:
+    """The batch size a group of ``n`` objects is padded to for CUDA graphs (``limit``: the
+    model's ``graph_limit``); None for a group too large for graphs, which runs without them
+    (``graphs_for``)."""
+    if n > limit:
         return None
-    return min(1 << (n - 1).bit_length(), GRAPH_MAX_BATCH)
+    return min(1 << (n - 1).bit_length(), limit)
 
 
-def graphs_for(n: int) -> contextlib.AbstractContextManager:
+def graphs_for(n: int, limit: int) -> contextlib.AbstractContextManager:
     """The context a step of ``n`` objects runs in: with CUDA graphs (where installed) where
     it has a ``size_class``, without above."""
-    return contextlib.nullcontext() if size_class(n) is not None else without_graphs()
+    return contextlib.nullcontext() if size_class(n, limit) is not None else without_graphs()
 
 
 def memory_frames(model, state: dict, frame: int, reverse: bool) -> tuple:
@@ -163,7 +174,7 @@ def encode_prompted(model, states: list[dict], features) -> None:
             lead["cached_features"] = {frame: features.get(frame, 1, frame)}
             masks = torch.cat([out["pred_masks"] for _, out in chunk]).to(model.device)
             masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
-            with graphs_for(len(chunk)):
+            with graphs_for(len(chunk), graph_limit(model)):
                 memory, position = model._run_memory_encoder(
                     inference_state=lead,
                     frame_idx=frame,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..prompts import PromptSet
-from .batching import MAX_BATCH, graphs_for
+from .batching import MAX_BATCH, graph_limit, graphs_for
 from .confidence import take_scores
 from .states import new_state
 
@@ -166,7 +166,7 @@ def add_clicks_together(model, states: list[dict], items: list[Item]) -> tuple:
         state["mask_inputs_per_obj"][0].pop(frame, None)
     lead = states[0]
     take_scores()
-    with graphs_for(len(states)):
+    with graphs_for(len(states), graph_limit(model)):
         out, _ = model._run_single_frame_inference(
             inference_state=lead,
             output_dict=lead["output_dict_per_obj"][0],

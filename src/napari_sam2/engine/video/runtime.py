@@ -53,7 +53,7 @@ def install_memory_dtype_fix(model: torch.nn.Module) -> None:
 @contextlib.contextmanager
 def attention_kernels(model: torch.nn.Module) -> Iterator[None]:
     """While tracking on CUDA: attention without cuDNN's kernels, except memory attention of
-    more objects than CUDA graphs take (``GRAPH_MAX_BATCH``) once their memory bank is full.
+    more objects than CUDA graphs take (``batching.graph_limit``) once their memory bank is full.
 
     cuDNN builds a plan for every new input shape (55-75 ms on an H200), and memory attention
     gets a new shape on each of the first 16 tracked frames while the bank fills: measured on
@@ -73,6 +73,7 @@ def attention_kernels(model: torch.nn.Module) -> Iterator[None]:
     per_pointer = model.hidden_dim // model.mem_dim if model.mem_dim < model.hidden_dim else 1
     pointers = model.max_obj_ptrs_in_encoder * per_pointer if model.use_obj_ptrs_in_encoder else 0
     full = model.num_maskmem * tokens + pointers
+    limit = batching.graph_limit(model)
     cudnn_first = [
         SDPBackend.CUDNN_ATTENTION,
         SDPBackend.FLASH_ATTENTION,
@@ -84,7 +85,7 @@ def attention_kernels(model: torch.nn.Module) -> Iterator[None]:
 
     def forward(*args, **kwargs):
         memory = kwargs.get("memory")  # (tokens, objects, channels), as sam2 passes it
-        if memory is None or memory.shape[1] <= batching.GRAPH_MAX_BATCH or memory.shape[0] < full:
+        if memory is None or memory.shape[1] <= limit or memory.shape[0] < full:
             return inner(*args, **kwargs)
         with sdpa_kernel(cudnn_first, set_priority=True):
             return inner(*args, **kwargs)

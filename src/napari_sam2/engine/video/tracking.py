@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .batching import (
     MAX_BATCH,
     encode_prompted,
+    graph_limit,
     graphs_for,
     memory_frames,
     size_class,
@@ -70,6 +71,7 @@ class RunTracker:
         self.scores, self.anchors, self.memory_window = scores, anchors, memory_window
         self.pad, self.per_object, self.reliable_memory = pad, per_object, reliable_memory
         self._runs: dict[tuple[int, bool], _Run] = {}
+        self.graph_limit = graph_limit(model)
         objects = {oid for step in steps for oid in step.object_ids}
         prompted = max((len(anchors.get(oid, ())) for oid in objects), default=0)
         reuse = not per_object and usable(model) and fits(model, len(objects), prompted)
@@ -117,8 +119,8 @@ class RunTracker:
             for start in range(0, len(group), MAX_BATCH):
                 members = group[start : start + MAX_BATCH]
                 batch = [self.states[step.object_ids[k]] for k in members]
-                size = size_class(len(batch)) if self.pad else None
-                with graphs_for(len(batch)):
+                size = size_class(len(batch), self.graph_limit) if self.pad else None
+                with graphs_for(len(batch), self.graph_limit):
                     keys = self.keys if size is None else None
                     masks, ious, logits = track_batch(
                         self.model, batch, frame, reverse, image, frames, size, keys

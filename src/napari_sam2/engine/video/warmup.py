@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..frames import FrameSource, Normalization
-from .batching import GRAPH_MAX_BATCH
+from .batching import MAX_BATCH, graph_limit
 from .session import PropagationSession
 
 
@@ -17,13 +17,14 @@ def warm_up(model: torch.nn.Module) -> None:
     makes the first click or propagation about a second slower than the next. Loading a model
     on CUDA or MPS ends with this, so that cost is paid while the user waits for the load.
     The clip is long enough for one full batch of the image encoder. On CUDA a second run
-    tracks more objects than ``GRAPH_MAX_BATCH`` together, the path a crowded field takes
-    (its kernels are others: H200, micro, 64 cells, first mask 0.54 s in a fresh process
-    against 0.10 s once they are loaded).
+    tracks more objects than CUDA graphs take (``graph_limit``, where a batch can hold more)
+    together, the path a crowded field takes (its kernels are others: H200, micro, 64 cells,
+    first mask 0.54 s in a fresh process against 0.10 s once they are loaded).
     """
     clip = np.zeros((9, 64, 64), np.uint8)
     blank = FrameSource(clip, normalization=Normalization((0.0,), (1.0,)))
-    counts = [1, GRAPH_MAX_BATCH + 1] if model.device.type == "cuda" else [1]
+    limit = graph_limit(model)
+    counts = [1, limit + 1] if model.device.type == "cuda" and limit < MAX_BATCH else [1]
     for count in counts:
         clicks = {k: dict(points=[(2 + 3 * k, 32)]) for k in range(1, count + 1)}
         with PropagationSession(model, blank) as session:
