@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
+from napari_sam2.engine import synthetic_nuclei as synthetic_nuclei_module
 from napari_sam2.engine.synthetic_nuclei import synthetic_nuclei, synthetic_nuclei_stack
 
 
@@ -86,3 +87,46 @@ def test_stack_keeps_ids_and_nucleus_1_peaks_at_its_centre():
     assert area[0] < 0.6 * area.max() and area[-1] < 0.6 * area.max()
     first = synthetic_nuclei_stack(8, (160, 160), 12, seed=3, radius=14, z_step=2.0, centre=0)
     assert np.argmax((first[1] == 1).sum((1, 2))) == 0
+
+
+def test_light_ends_within_a_few_slices_of_a_nucleus_top_and_bottom():
+    """As in the real stack (0.16-0.22 of the centre's light two slices beyond a nucleus' last
+    labelled slice): optical sectioning, so the small end sections are not drowned in glow."""
+    beyond = []
+    for seed in range(6):
+        frames, labels = synthetic_nuclei_stack(41, (160, 160), 10, seed=seed, radius=16)
+        frames = frames.astype(np.float64)
+        bg = np.median(frames[:, labels.max(0) == 0])
+        for k in range(1, labels.max() + 1):
+            area = (labels == k).sum((1, 2))
+            zs = np.nonzero(area)[0]
+            if zs[0] < 2 or zs[-1] > 38:
+                continue
+            foot = labels[np.argmax(area)] == k
+            centre = frames[np.argmax(area)][foot].mean() - bg
+            beyond += [(frames[z][foot].mean() - bg) / centre for z in (zs[0] - 2, zs[-1] + 2)]
+    assert 0.03 < np.median(beyond) < 0.25
+
+
+def test_condensed_nuclei_are_bright_clumps_labelled_as_one(monkeypatch):
+    """A dividing nucleus (the real stack's nucleus 4): dark gaps between bright chromatin,
+    inside one label. Its darkest twentieth lies at 0.16 of its brightest twentieth (above
+    background), against 0.25-0.38 for the other real nuclei."""
+
+    def gap_depth(condensed: float) -> float:
+        monkeypatch.setattr(synthetic_nuclei_module, "CONDENSED", condensed)
+        depths = []
+        for seed in range(3):
+            image, labels = synthetic_nuclei(
+                (256, 256), 10, seed=seed, radius=20, touching=0.0, out_of_focus=0.0
+            )
+            img = image.astype(np.float64)
+            bg = np.median(img[labels == 0])
+            for k in range(1, labels.max() + 1):
+                inner = distance_transform_edt(labels == k) >= 3
+                if inner.sum() >= 100:
+                    p5, p95 = np.percentile(img[inner] - bg, [5, 95])
+                    depths.append(p5 / p95)
+        return float(np.median(depths))
+
+    assert gap_depth(1.0) < 0.5 * gap_depth(0.0)

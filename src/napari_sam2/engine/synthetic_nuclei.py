@@ -9,7 +9,9 @@ real stack shows: halos outside the annotated edge (larger layers above or below
 neighbours that are not labelled (out of focus), small cross-sections at a nucleus' top and
 bottom. Labels are the nuclei's true cross-sections in the focal plane, the boundary an
 annotator draws at half height, not the outer edge of the blur. Fields are crowded (a third
-or more of the labelled nuclei touch), sizes vary, some nuclei are dim, some saturate.
+or more of the labelled nuclei touch), sizes vary, some nuclei are dim, some saturate, and a
+few are condensed (dividing): bright clumps of chromatin with dark gaps between them, labelled
+as one nucleus all the same.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .synthetic_scene import CellShape, _gaussian_blur, _illumination, _random_s
 __all__ = ["synthetic_nuclei", "synthetic_nuclei_stack"]
 
 _LAYERS = 9  # depth layers a nucleus is drawn as
+CONDENSED = 0.08  # share of nuclei whose chromatin is condensed in clumps
 _SIGMA_STEPS = 1.5 ** np.arange(8)  # blur levels, in units of the in-focus PSF
 
 
@@ -32,6 +35,7 @@ class _Nucleus:
     cz: float  # centre depth, in lateral pixels
     c: float  # axial semi-axis, in lateral pixels
     power: float = 2.0  # cross-section radius (1 - |z / c| ** power) ** (1 / power): 2 a sphere
+    condensed: bool = False  # chromatin in bright clumps (a dividing cell)
 
     def scale(self, u):
         """Cross-section radius relative to the equator's at relative depth ``u``."""
@@ -47,6 +51,7 @@ class _Optics:
     illumination: np.ndarray
     background: np.ndarray
     texture: np.ndarray
+    clumps: np.ndarray  # zero-mean field of clump-sized features, for condensed nuclei
     photons: float
     read_noise: float
     gain: float
@@ -74,8 +79,12 @@ def _place(
         if len(nuclei) >= n:
             break
         r = max(2.5, radius * float(np.exp(rng.normal(0.0, spread))))
-        lat = _random_shape(rng, 0.0, 0.0, r, irregularity, elongation)
+        condensed = bool(rng.random() < CONDENSED)
+        lumpy = rng.uniform(0.1, 0.25) if condensed else irregularity
+        lat = _random_shape(rng, 0.0, 0.0, r, lumpy, elongation)
         lat.brightness = float(np.exp(rng.uniform(np.log(0.15), 0.0)))
+        if condensed:
+            lat.brightness = min(1.0, 1.6 * lat.brightness)
         lat.dome = rng.uniform(0.0, 0.3)
         c = r * rng.uniform(0.5, 0.9)
         partner = None
@@ -95,7 +104,7 @@ def _place(
             cz = first_z
         if not (0 <= lat.cy < h and 0 <= lat.cx < w):
             continue
-        new = _Nucleus(lat, float(cz), float(c), rng.uniform(2.0, 4.0))
+        new = _Nucleus(lat, float(cz), float(c), rng.uniform(1.6, 3.0), condensed)
         if all(o is partner or not _overlap(new, o) for o in nuclei):
             nuclei.append(new)
     return nuclei
@@ -166,6 +175,8 @@ def _form_plane(
         ty = (np.arange(y0, y1) - int(round(s.cy)) + s.tex_origin[0]) % th
         tx = (np.arange(x0, x1) - int(round(s.cx)) + s.tex_origin[1]) % tw
         texture = optics.texture[np.ix_(ty, tx)]
+        if n.condensed:
+            clumps = np.clip(0.9 + 1.4 * optics.clumps[np.ix_(ty, tx)], 0.1, 2.5)
         sub = labels[y0:y1, x0:x1]
         # Light of a nucleus pressed against another mostly stays on its own side.
         shade = np.where((sub > 0) & (sub != k), 0.3, 1.0)
@@ -178,6 +189,8 @@ def _form_plane(
             edge = np.clip(rj - rho + 0.5, 0.0, 1.0)
             rel = np.clip(rho / np.maximum(rj, 1e-3), 0, 1)
             profile = np.clip((1.0 - s.dome * rel**2) * (1.0 + texture), 0.05, None)
+            if n.condensed:
+                profile = profile * clumps
             b = int(np.argmin(np.abs(levels - sigma[j])))
             bins[b, y0:y1, x0:x1] += (s.brightness * weight[j]) * edge * profile * shade
     light = np.zeros(shape, np.float32)
@@ -215,10 +228,13 @@ def _optics(rng: np.random.Generator, shape, dtype, radius: float) -> _Optics:
         psf=rng.uniform(0.5, 1.3),
         scatter=rng.uniform(0.05, 0.3),
         tail=rng.uniform(3.0, 8.0),
-        z_range=radius * rng.uniform(0.15, 0.5),
+        # Sharp sectioning is common (the real stack's light ends within two slices of a
+        # nucleus' top); softer in some fields.
+        z_range=radius * float(np.exp(rng.uniform(np.log(0.05), np.log(0.4)))),
         illumination=_illumination(rng, shape),
         background=np.clip(background, 0, None).astype(np.float32),
         texture=texture.astype(np.float32),
+        clumps=_smooth_noise(rng, shape, max(2.0, 0.4 * radius)).astype(np.float32),
         photons=float(np.exp(rng.uniform(np.log(10), np.log(2000)))),
         read_noise=rng.uniform(0.005, 0.04),
         gain=full,
