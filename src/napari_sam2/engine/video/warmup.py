@@ -16,17 +16,21 @@ def warm_up(model: torch.nn.Module) -> None:
     An accelerator loads each kernel and library handle the first time it is used, which
     makes the first click or propagation about a second slower than the next. Loading a model
     on CUDA or MPS ends with this, so that cost is paid while the user waits for the load.
-    The clip is long enough for one full batch of the image encoder. On CUDA a second run
-    tracks more objects than CUDA graphs take (``graph_limit``, where a batch can hold more)
-    together, the path a crowded field takes (its kernels are others: H200, micro, 64 cells,
-    first mask 0.54 s in a fresh process against 0.10 s once they are loaded).
+    The clip is long enough for one full batch of the image encoder. On CUDA further runs
+    track more objects than CUDA graphs take (``graph_limit``, where a batch can hold more)
+    and ``MAX_BATCH`` objects together, the paths of a crowded field, whose kernels are others
+    (H200, micro, 64 cells, first mask in a fresh process: 0.46 s without these runs, 0.17 s
+    with them, for 0.5 s more of warm-up).
     """
     clip = np.zeros((9, 64, 64), np.uint8)
     blank = FrameSource(clip, normalization=Normalization((0.0,), (1.0,)))
-    limit = graph_limit(model)
-    counts = [1, limit + 1] if model.device.type == "cuda" and limit < MAX_BATCH else [1]
+    counts = [1]
+    if model.device.type == "cuda":
+        counts += sorted({min(graph_limit(model) + 1, MAX_BATCH), MAX_BATCH})
     for count in counts:
-        clicks = {k: dict(points=[(2 + 3 * k, 32)]) for k in range(1, count + 1)}
+        clicks = {
+            k: dict(points=[(2 + 3 * (k % 20), 4 + 6 * (k // 20))]) for k in range(1, count + 1)
+        }
         with PropagationSession(model, blank) as session:
             session.add_prompts({0: clicks})
             for _ in session.propagate("forward"):
