@@ -191,10 +191,10 @@ def test_compile_needs_cuda():
 
 
 def test_a_compiled_encoder_sees_one_image_or_full_batches():
-    """A compiled encoder compiles for a minute for each new input shape: prompts and clicks
-    give it one image, and propagation pads its last batch to full size. (A recording stand-in
-    replaces the encoder's forward, as compiling does; test_compiled_encoder.py compiles it on
-    CUDA.)"""
+    """A compiled encoder compiles for a minute for each new input shape: clicks give it one
+    image, and propagation (the prompted frame with it) pads its last batch to full size, so
+    no other shape reaches it. (A recording stand-in replaces the encoder's forward, as
+    compiling does; test_compiled_encoder.py compiles it on CUDA.)"""
     from napari_sam2.engine.video.reading import frame_source_for
     from napari_sam2.engine.video.session import PropagationSession
 
@@ -214,4 +214,4 @@ def test_a_compiled_encoder_sees_one_image_or_full_batches():
         session.add_prompts({0: {1: dict(points=[(14, 14)])}})
         tracked = [frame for frame, _ids, _masks in session.propagate("forward")]
     assert tracked == list(range(11))
-    assert set(batches) == {1, 4}
+    assert 4 in batches and set(batches) <= {1, 4}

@@ -105,6 +105,23 @@ def test_frame_range_limits_propagation(model, stack):
     assert sorted({f for f, _, _ in session.propagate("both")}) == list(range(3, 9))
 
 
+def test_each_tracked_frame_is_encoded_once_and_no_other(model, stack, monkeypatch):
+    """Prompted on frame 5 and tracked forward: frames 5-11 are encoded, each once, and not
+    frame 0 (sam2's init_state encodes frame 0 to warm up: on a CPU 0.1-0.2 s of the first
+    mask with micro, 3 s with tiny)."""
+    encoded = []
+    stock = model.forward_image
+
+    def spy(images):
+        encoded.append(images.shape[0])
+        return stock(images)
+
+    monkeypatch.setattr(model, "forward_image", spy)
+    session = run_session(model, stack, {5: {1: dict(points=[(30, 30)])}})
+    assert [f for f, _, _ in session.propagate("forward")] == list(range(5, 12))
+    assert sum(encoded) == 7
+
+
 def test_cancel_keeps_done_frames_and_touches_nothing_else(model, stack):
     labels = np.full((12, H, W), 9, np.uint16)
     session = run_session(model, stack, {0: {1: dict(points=[(30, 30)])}})
