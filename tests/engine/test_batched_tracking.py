@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from napari_sam2.engine.holes import fill_small_holes
+from napari_sam2.engine.video import batching, tracking
 from napari_sam2.engine.video import session as video_session
-from napari_sam2.engine.video import tracking
 from napari_sam2.engine.video.batching import graph_limit, size_class
 from napari_sam2.engine.video.reading import frame_source_for
 from napari_sam2.engine.video.session import PropagationSession
@@ -152,7 +152,7 @@ def test_same_masks_as_the_official_predictor_for_several_objects(model, stack):
 
 def test_groups_larger_than_a_batch_are_split_without_changing_masks(model, stack):
     whole, _, _ = annotate(model, stack, per_object=False)
-    with mock.patch.object(tracking, "MAX_BATCH", 2):
+    with mock.patch.object(batching, "CPU_BATCH", 2):
         split, _, sizes = annotate(model, stack, per_object=False)
     assert max(sizes) == 2
     for (*where, ours), (*_, theirs) in zip(split, whole, strict=True):

@@ -22,10 +22,9 @@ from ..cuda_graphs import tracking_graphs
 from ..errors import SAM2Error
 from ..frames import FrameSource
 from ..holes import fill_small_holes
-from ..layer_norm import fewer_pass_norms
 from ..models import inference_context
 from ..prompts import PromptSet
-from ..unshuffled_conv import unshuffled_convs
+from .faster import faster_forms
 from .features import SharedFeatures
 from .lineage import Division
 from .planning import Step, check_frame, plan_steps
@@ -317,8 +316,7 @@ class PropagationSession:
             with (
                 tracking_graphs(self.model, self.cuda_graphs) as graphs,
                 attention_kernels(self.model),
-                fewer_pass_norms(self.model),
-                unshuffled_convs(self.model),
+                faster_forms(self.model),
             ):
                 # The model gets the prompts of the objects this run tracks; other objects'
                 # wait for their own run.

@@ -3,7 +3,7 @@
 On each frame of a run, the objects tracked there are grouped by the frames their memories lie
 on (``batching.memory_frames``): objects prompted on the same frames and tracked over the same
 frames — all cells of a "segment everything", say — share one batched sam2 step (up to
-``batching.MAX_BATCH`` objects a step); an object added later, corrected, or conditioned on
+``batching.batch_limit`` objects a step); an object added later, corrected, or conditioned on
 other frames is its own group until its memories line up again. A prompted frame hands out the
 object's stored output, as sam2 does.
 """
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .batching import (
-    MAX_BATCH,
+    batch_limit,
     encode_prompted,
     graph_limit,
     graphs_for,
@@ -71,7 +71,7 @@ class RunTracker:
         self.scores, self.anchors, self.memory_window = scores, anchors, memory_window
         self.pad, self.per_object, self.reliable_memory = pad, per_object, reliable_memory
         self._runs: dict[tuple[int, bool], _Run] = {}
-        self.graph_limit = graph_limit(model)
+        self.graph_limit, self.batch_limit = graph_limit(model), batch_limit(model)
         objects = {oid for step in steps for oid in step.object_ids}
         prompted = max((len(anchors.get(oid, ())) for oid in objects), default=0)
         reuse = not per_object and usable(model) and fits(model, len(objects), prompted)
@@ -116,8 +116,8 @@ class RunTracker:
                 key += (oid,)
             groups.setdefault(key, []).append(k)
         for (reverse, frames, *_), group in groups.items():
-            for start in range(0, len(group), MAX_BATCH):
-                members = group[start : start + MAX_BATCH]
+            for start in range(0, len(group), self.batch_limit):
+                members = group[start : start + self.batch_limit]
                 batch = [self.states[step.object_ids[k]] for k in members]
                 size = size_class(len(batch), self.graph_limit) if self.pad else None
                 with graphs_for(len(batch), self.graph_limit):
