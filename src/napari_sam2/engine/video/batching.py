@@ -176,17 +176,17 @@ def encode_prompted(model, states: list[dict], features) -> None:
             if out["maskmem_features"] is None:
                 waiting.setdefault(frame, []).append((state, out))
     size = (model.image_size, model.image_size)
+    limit, graphed = batch_limit(model), graph_limit(model)
     for frame, prompted in waiting.items():
         if len(prompted) < 2:
             continue
-        limit = batch_limit(model)
         for start in range(0, len(prompted), limit):
             chunk = prompted[start : start + limit]
             lead = chunk[0][0]
             lead["cached_features"] = {frame: features.get(frame, 1, frame)}
             masks = torch.cat([out["pred_masks"] for _, out in chunk]).to(model.device)
             masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
-            with graphs_for(len(chunk), graph_limit(model)):
+            with graphs_for(len(chunk), graphed):
                 memory, position = model._run_memory_encoder(
                     inference_state=lead,
                     frame_idx=frame,
