@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from napari_sam2.engine.image import image_predictor
+from napari_sam2.engine.prompts import PromptSet
 from napari_sam2.engine.synthetic import synthetic_cells
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -111,18 +112,25 @@ class Model:
             self.predictor.set_image(np.repeat(frame[..., None], 3, -1))
 
     def predict(self, points=None, labels=None, box=None) -> np.ndarray:
-        """Points as (row, col); box as (r0, c0, r1, c1); the plugin's multimask rule."""
-        kwargs = {}
-        if points is not None:
-            kwargs["point_coords"] = np.asarray(points, np.float32)[:, ::-1].copy()
-            kwargs["point_labels"] = np.asarray(labels)
-        if box is not None:
-            r0, c0, r1, c1 = box
-            kwargs["box"] = np.array([c0, r0, c1, r1], np.float32)
-        single_click = points is not None and len(points) == 1 and box is None
+        """Points as (row, col); box as (r0, c0, r1, c1), pixel i spanning [i, i + 1] (the
+        bounding box of ``bounding_box``); the plugin's multimask rule, its mask kept inside
+        the box."""
+        prompt = PromptSet.from_arguments(points, labels, box)
+        single_click = prompt.is_single_click
         with torch.inference_mode():
-            masks, scores, _ = self.predictor.predict(**kwargs, multimask_output=single_click)
-        return masks[int(np.argmax(scores))] > 0
+            masks, scores, _ = self.predictor.predict(
+                **prompt.to_sam(), multimask_output=single_click
+            )
+        mask = masks[int(np.argmax(scores))] > 0
+        prompt.keep_inside_box(mask)
+        return mask
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(min_row, min_col, max_row, max_col) of ``mask``, the max exclusive, as the plugin and
+    scikit-image's ``regionprops`` give boxes."""
+    ys, xs = np.nonzero(mask)
+    return int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
 
 
 def otsu_foreground(frame: np.ndarray) -> np.ndarray:
@@ -166,11 +174,10 @@ def evaluate_images(model: Model, n_images: int) -> dict:
             p = deepest_point(truth)
             scores["click"].append(iou(model.predict([p], [1]), truth))
             scores["otsu_click"].append(iou(otsu_click(fg, p), truth))
-            ys, xs = np.nonzero(truth)
-            box = (ys.min(), xs.min(), ys.max(), xs.max())
+            box = bounding_box(truth)
             scores["box"].append(iou(model.predict(box=box), truth))
             inside = np.zeros_like(truth)
-            inside[box[0] : box[2] + 1, box[1] : box[3] + 1] = True
+            inside[box[0] : box[2], box[1] : box[3]] = True
             scores["otsu_box"].append(iou(fg & inside, truth))
             points, plabels = [p], [1]
             pred = model.predict(points, plabels)

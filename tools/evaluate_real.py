@@ -85,10 +85,9 @@ def evaluate_2d(
         for k in ids:
             truth = labels[z] == k
             p = em.deepest_point(truth)
-            ys, xs = np.nonzero(truth)
-            box = (ys.min(), xs.min(), ys.max(), xs.max())
+            box = em.bounding_box(truth)
             inside = np.zeros_like(truth)
-            inside[box[0] : box[2] + 1, box[1] : box[3] + 1] = True
+            inside[box[0] : box[2], box[1] : box[3]] = True
             click = model.predict([p], [1])
             extra = {}
             j = em.touching_neighbour(labels[z], k)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import binary_fill_holes
 
 from ..conftest import tools_module
@@ -79,13 +80,13 @@ def test_the_plugin_segments_real_nuclei_better_than_the_micro_models_predecesso
     real, micro_segmenter
 ):
     """Real confocal nuclei, one click / one box / click + negative click on the touching
-    neighbour per cross-section, through the plugin's Segmenter (0.770 / 0.814 / 0.864): above
+    neighbour per cross-section, through the plugin's Segmenter (0.770 / 0.859 / 0.864): above
     the weights the packaged ones replaced (5fb24f0a: 0.701 / 0.777 / 0.793), sam2's own
-    choice among a click's three masks with holes left open (0.739 / 0.800 / 0.854) and, for
-    the box, Otsu (0.809; docs/micro-model.md)."""
+    choice among a click's three masks with holes left open and masks let out of their box
+    (0.739 / 0.800 / 0.854) and, for the box, Otsu (0.809; docs/micro-model.md)."""
     _, frames01, labels = real.load_stack(DATA)
     res = real.evaluate_2d(_Plugin(micro_segmenter), frames01, labels, step=3, min_area=20)
-    assert res["click"] > 0.765 and res["box"] > 0.81, res
+    assert res["click"] > 0.765 and res["box"] > 0.85, res
     assert res["touching_negative"] > 0.86, res
 
 
@@ -112,3 +113,35 @@ def test_a_clicked_slice_keeps_its_mask_when_propagated_with_its_holes_filled(
     assert sorted(out) == [0, 1, 2, 3, 4]
     np.testing.assert_array_equal(out[2], shown)
     assert session.record.area[8][2] == shown.sum()
+
+
+def test_a_box_keeps_its_mask_inside_it_on_the_slice_and_when_propagated(real, micro_segmenter):
+    """Nucleus 5 of slice 21, near its end: the decoder's mask of its tight box spills some
+    200 px onto the light around it (IoU 0.30). The plugin's mask stays in the box (IoU 0.72),
+    and propagating from that box writes the same mask on slice 21."""
+    from napari_sam2.engine.video.reading import frame_source_for
+    from napari_sam2.engine.video.session import PropagationSession
+
+    _, frames01, labels = real.load_stack(DATA)
+    truth = labels[21] == 5
+    r0, c0, r1, c1 = box = real.em.bounding_box(truth)
+    micro_segmenter.set_image(frames01[21], contrast_limits=(0, 1))
+    shown = micro_segmenter.predict(box=box)
+    with torch.inference_mode():
+        masks, _, _ = micro_segmenter.session.predictor.predict(
+            box=np.array([c0, r0, c1, r1], np.float32), multimask_output=False
+        )
+    spilled = masks[0] > 0
+    spilled[r0:r1, c0:c1] = False
+    assert spilled.sum() > 100
+    outside = shown.copy()
+    outside[r0:r1, c0:c1] = False
+    assert not outside.any()
+    assert real.em.iou(shown, truth) > 0.65
+
+    source = frame_source_for(frames01[19:24], contrast_limits=(0, 1))
+    with PropagationSession(micro_segmenter.model, source) as session:
+        session.add_prompts({2: {5: dict(box=box)}})
+        out = {t: masks[0] for t, _, masks in session.propagate("both")}
+    np.testing.assert_array_equal(out[2], shown)
+    assert session.record.area[5][2] == shown.sum()

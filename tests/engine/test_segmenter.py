@@ -6,6 +6,7 @@ import torch
 
 from napari_sam2 import SAM2Error
 from napari_sam2.engine.holes import fill_small_holes
+from napari_sam2.engine.prompts import PromptSet
 
 
 def test_info_reports_model_device_dtype(random_segmenter):
@@ -79,7 +80,7 @@ def test_embedding_is_the_official_predictors(random_segmenter, gray_image):
 def test_mask_is_the_official_predictors_best(random_segmenter, gray_image, points, labels, box):
     """Our click path picks the mask on the device; it must be the one SAM2's own ``predict``
     ranks first (one click: three proposals, of which the decoder hands out the one it keeps;
-    otherwise one), with its small holes filled."""
+    otherwise one), kept inside its box and with its small holes filled."""
     seg = random_segmenter
     seg.set_image(gray_image)
     ours = seg.predict(points=points, point_labels=labels, box=box)
@@ -94,8 +95,30 @@ def test_mask_is_the_official_predictors_best(random_segmenter, gray_image, poin
         )
     official = masks[np.argmax(scores)] > 0
     assert 0 < official.sum() < official.size  # a real mask, not an empty or full one
+    PromptSet.from_arguments(points, labels, box).keep_inside_box(official)
     fill_small_holes(official)
     np.testing.assert_array_equal(ours, official)
+
+
+def test_a_box_bounds_its_mask_but_not_its_positive_clicks():
+    """A mask that fills the image keeps the pixels whose centres lie in the box (napari's
+    rectangle from pixel 2 to pixel 5 is the box 2.5..5.5), widened to a positive click
+    outside it, not to a negative one."""
+    mask = np.ones((10, 10), bool)
+    box = PromptSet.from_arguments(box=(2.5, 3.5, 5.5, 7.5))
+    assert box.keep_inside_box(mask) == 100 - 4 * 5
+    assert np.array_equal(np.argwhere(mask.any(1)).ravel(), [2, 3, 4, 5])
+    assert np.array_equal(np.argwhere(mask.any(0)).ravel(), [3, 4, 5, 6, 7])
+
+    mask = np.ones((10, 10), bool)
+    clicks = PromptSet.from_arguments([(8, 1), (0, 9)], [1, 0], box=(2.5, 3.5, 5.5, 7.5))
+    clicks.keep_inside_box(mask)
+    assert mask[8, 1] and not mask[0, 9]
+    assert np.array_equal(np.argwhere(mask.any(1)).ravel(), [2, 3, 4, 5, 6, 7, 8])
+    assert np.array_equal(np.argwhere(mask.any(0)).ravel(), [1, 2, 3, 4, 5, 6, 7])
+
+    clicks_only = np.ones((10, 10), bool)
+    assert PromptSet.from_arguments([(8, 1)], [1]).keep_inside_box(clicks_only) == 0
 
 
 @pytest.mark.parametrize(

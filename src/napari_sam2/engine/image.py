@@ -115,8 +115,8 @@ class ImageSession:
         """Boolean mask of the current frame and SAM2's predicted IoU for it.
 
         A single click is ambiguous, so three masks are proposed and the decoder keeps one
-        (``mask_choice``); any richer prompt asks for one mask. Small holes are filled
-        (``holes``).
+        (``mask_choice``); any richer prompt asks for one mask. A box bounds its mask
+        (``PromptSet.keep_inside_box``) and small holes are filled (``holes``).
         """
         if self.key is None:
             raise SAM2Error("No image is set: call set_image first.")
@@ -140,6 +140,7 @@ class ImageSession:
                 proposals = self.predictor._predict(coords, labels, box, mask_input, multimask)
                 mask, score = _best(*proposals)
         mask = mask.cpu().numpy()
+        prompts.keep_inside_box(mask)
         fill_small_holes(mask)
         return mask, float(score)
 
