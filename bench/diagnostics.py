@@ -17,6 +17,8 @@
 * ``objects``: where the time of a frame with many objects goes (packaged micro, a crowded
   synthetic clip, N cells clicked): the time to give the prompts and to the first mask, then
   torch's profiler over a stretch of frames, by operator on the host and on the GPU;
+* ``first-runs``: the wall time of every frame of a fresh process's first two runs over one
+  crowded synthetic clip (random weights), listing the frames over three times the median;
 * ``encoder``: the image encoder alone (random weights, bfloat16 autocast as the engine runs
   it) per frame, eager and ``torch.compile``'d (inductor's default mode, static shapes), for
   one image and for a batch of 8, with the time each shape takes to compile.
@@ -26,6 +28,7 @@
     python bench/diagnostics.py propagation --device cuda --frames 200
     python bench/diagnostics.py pipeline --device cuda --frames 300
     python bench/diagnostics.py objects --device cuda --objects 64
+    python bench/diagnostics.py first-runs --device cuda --model sam2.1_hiera_tiny --objects 32
     python bench/diagnostics.py encoder --model sam2.1_hiera_tiny
 """
 
@@ -37,7 +40,7 @@ import time
 
 import numpy as np
 from _common import checkpoint_for
-from gpu_profiles import encoder, objects, pipeline, propagation
+from gpu_profiles import encoder, first_runs, objects, pipeline, propagation
 
 
 def threads() -> None:
@@ -162,6 +165,7 @@ def main() -> None:
         "pipeline": pipeline,
         "encoder": encoder,
         "objects": objects,
+        "first-runs": first_runs,
     }
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("check", choices=tuple(checks))

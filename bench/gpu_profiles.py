@@ -1,7 +1,7 @@
 """The GPU profiles of ``diagnostics.py``: where a tracked frame's time goes (``propagation``),
 the frame reader and thread switch interval (``pipeline``), frames with many objects
-(``objects``) and the image encoder eager and compiled (``encoder``); see diagnostics.py's
-docstring for what each prints and how to run it."""
+(``objects``), a process's first runs (``first-runs``) and the image encoder eager and
+compiled (``encoder``); see diagnostics.py's docstring for what each prints and how to run it."""
 
 from __future__ import annotations
 
@@ -243,6 +243,7 @@ def objects() -> None:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--objects", type=int, default=64)
     parser.add_argument("--profile-frames", type=int, default=15)
+    parser.add_argument("--model", default=None, help="default: micro (random weights)")
     args = parser.parse_args()
     from clips import crowded_folder
     from propagation import JpegFolder, build
@@ -252,7 +253,7 @@ def objects() -> None:
     from napari_sam2.engine.video.session import PropagationSession
     from napari_sam2.engine.video.warmup import warm_up
 
-    model = build(MICRO_MODEL, None, args.device)
+    model = build(args.model or MICRO_MODEL, None, args.device)
     warm_up(model)
     with tempfile.TemporaryDirectory() as tmp:
         folder, clicks = crowded_folder(args.frames, 512, args.objects, Path(tmp))
@@ -284,6 +285,44 @@ def objects() -> None:
         frames.close()
         session.close()
         _unlabel(labels)
+
+
+def first_runs() -> None:
+    """Per-frame wall time of a process's first two runs over the same crowded clip: the
+    frames that take over three times the median (kernels built on first use)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("check")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--model", default="sam2.1_hiera_tiny")
+    parser.add_argument("--objects", type=int, default=32)
+    parser.add_argument("--frames", type=int, default=60)
+    args = parser.parse_args()
+    import numpy as np
+    from clips import crowded_folder
+    from propagation import JpegFolder, build
+
+    from napari_sam2.engine.video.reading import frame_source_for
+    from napari_sam2.engine.video.session import PropagationSession
+    from napari_sam2.engine.video.warmup import warm_up
+
+    model = build(args.model, None, args.device)
+    warm_up(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, clicks = crowded_folder(args.frames, 512, args.objects, Path(tmp))
+        for run in range(2):
+            session = PropagationSession(model, frame_source_for(JpegFolder(folder)))
+            session.add_prompts({0: {k: dict(points=[c]) for k, c in enumerate(clicks, 1)}})
+            done, start = [], time.perf_counter()
+            for _ in session.propagate("forward"):
+                done.append(time.perf_counter() - start)
+            session.close()
+            ms = np.diff([0.0, *done]) * 1000
+            slow = {i: round(float(v)) for i, v in enumerate(ms) if v > 3 * np.median(ms)}
+            print(
+                f"{args.model}, {args.objects} objects, run {run}: median "
+                f"{np.median(ms[20:]):.1f} ms a frame after frame 20; slow frames (ms): {slow}",
+                flush=True,
+            )
 
 
 def encoder() -> None:
