@@ -20,6 +20,11 @@ class Step:
     object_ids: tuple[int, ...]
 
 
+def run_objects(steps: list[Step]) -> set[int]:
+    """The ids of every object tracked on some step of a run."""
+    return {oid for step in steps for oid in step.object_ids}
+
+
 def check_frame(frame_range: tuple[int, int], frame) -> int:
     """``frame`` as an int, refused where it lies outside ``frame_range`` (first, stop)."""
     start, stop = frame_range

@@ -27,7 +27,7 @@ from ..prompts import PromptSet
 from .faster import faster_forms
 from .features import SharedFeatures
 from .lineage import Division
-from .planning import Step, check_frame, plan_steps
+from .planning import Step, check_frame, plan_steps, run_objects
 from .prompting import PromptQueue
 from .reading import ModelFrames
 from .record import AnnotationRecord
@@ -321,9 +321,7 @@ class PropagationSession:
                 # The model gets the prompts of the objects this run tracks; other objects'
                 # wait for their own run.
                 with OutOfMemoryAdvice(self.device), inference_context(self.device):
-                    self._prompts.give(
-                        {oid for step in steps for oid in step.object_ids}, self._per_object
-                    )
+                    self._prompts.give(run_objects(steps), self._per_object)
                 tracker = RunTracker(
                     self.model,
                     steps,

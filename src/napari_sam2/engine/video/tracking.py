@@ -27,7 +27,7 @@ from .batching import (
 from .confidence import MEMORY_MIN_CONFIDENCE, confidence, jump, per_object, summary
 from .features import SharedFeatures
 from .memory_keys import MemoryKeys, fits, usable
-from .planning import Step, run_end
+from .planning import Step, run_end, run_objects
 from .states import drop_memory, forget
 
 
@@ -72,7 +72,7 @@ class RunTracker:
         self.pad, self.per_object, self.reliable_memory = pad, per_object, reliable_memory
         self._runs: dict[tuple[int, bool], _Run] = {}
         self.graph_limit, self.batch_limit = graph_limit(model), batch_limit(model)
-        objects = {oid for step in steps for oid in step.object_ids}
+        objects = run_objects(steps)
         prompted = max((len(anchors.get(oid, ())) for oid in objects), default=0)
         reuse = not per_object and usable(model) and fits(model, len(objects), prompted)
         self.keys = MemoryKeys(model) if reuse else None
