@@ -11,7 +11,10 @@ the plugin normalises a z-stack. Measures, printed as JSON lines:
   touching ones also the correction a user makes where the mask spills into the neighbour: the
   click plus a negative click at the deepest pixel of the neighbour with the longest shared
   border (``negative``: mIoU, ``leak_before`` / ``leak_after``: share of the neighbour's pixels
-  inside the mask, summed over the cross-sections); the Otsu
+  inside the mask, summed over the cross-sections); also split into a nucleus' end sections
+  (``ends``: within ``END_SHARE`` of its labelled depth from its first or last slice, where
+  the 3D label is a cap and the slice shows the nucleus' axial blur) and the others
+  (``inner``); the Otsu
   columns are the connected component under the click and the foreground inside the box,
   after a global Otsu threshold of that slice;
 * ``real3d``: for every nucleus, one click at the deepest pixel of its widest slice and
@@ -42,6 +45,7 @@ import micro_model as mm  # noqa: E402
 
 DEFAULT_DATA = mm.ROOT.parent / "shared/data/real-nuclei-3d"
 SMALL_AREA = 100  # px at native resolution: issue 17's "small nuclei"
+END_SHARE = 0.2  # of a nucleus' labelled depth, from either end: its "end sections"
 
 
 def load_stack(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,6 +74,18 @@ def cross_sections(labels: np.ndarray, step: int, min_area: int) -> dict[int, li
     return out
 
 
+def end_sections(labels: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Per nucleus, the first and last slice of its middle: slices outside lie within
+    ``END_SHARE`` of its labelled depth from one of its ends."""
+    out = {}
+    for k in range(1, labels.max() + 1):
+        zs = np.nonzero((labels == k).any((1, 2)))[0]
+        if zs.size:
+            margin = END_SHARE * (zs[-1] - zs[0] + 1)
+            out[k] = (zs[0] + margin, zs[-1] - margin)
+    return out
+
+
 def _mean(values) -> float | None:
     return round(float(np.mean(values)), 4) if len(values) else None
 
@@ -78,6 +94,7 @@ def evaluate_2d(
     model: em.Model, frames01: np.ndarray, labels: np.ndarray, step: int, min_area: int
 ) -> dict:
     rows = []
+    middle = end_sections(labels)
     for z, ids in cross_sections(labels, step, min_area).items():
         frame = frames01[z]
         model.set_frame(frame)
@@ -110,6 +127,7 @@ def evaluate_2d(
                     area_ratio=click.sum() / truth.sum(),
                     touching=j is not None,
                     small=truth.sum() < SMALL_AREA,
+                    end=not middle[k][0] <= z <= middle[k][1],
                 )
             )
     res: dict = {"n": len(rows)}
@@ -119,6 +137,8 @@ def evaluate_2d(
         ("isolated", lambda r: not r["touching"]),
         ("touching", lambda r: r["touching"]),
         ("small", lambda r: r["small"]),
+        ("ends", lambda r: r["end"]),
+        ("inner", lambda r: not r["end"]),
     ):
         sel = [r for r in rows if pick(r)]
         res[f"{name}_n"] = len(sel)

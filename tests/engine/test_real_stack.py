@@ -29,6 +29,15 @@ class _NoMask:
         return np.zeros(self.shape, bool)
 
 
+def test_a_nucleus_end_sections_are_its_outer_fifths_of_depth(real):
+    labels = np.zeros((12, 4, 4), np.int32)
+    labels[1:11, 1, 1] = 1  # slices 1..10: depth 10, ends within 2 slices of either end
+    labels[5, 2, 2] = 2  # one slice: no middle
+    middle = real.end_sections(labels)
+    assert [z for z in range(12) if middle[1][0] <= z <= middle[1][1]] == [3, 4, 5, 6, 7, 8]
+    assert not middle[2][0] <= 5 <= middle[2][1]
+
+
 def test_labels_are_filled_and_normalised_stack_wide(real):
     raw, frames01, labels = real.load_stack(DATA)
     assert frames01.shape == raw.shape == labels.shape == (60, 256, 256)
@@ -45,6 +54,7 @@ def test_cross_sections_and_otsu_baseline_are_the_published_ones(real):
     _, frames01, labels = real.load_stack(DATA)
     res = real.evaluate_2d(_NoMask(), frames01, labels, step=3, min_area=20)
     assert res["n"] == 197 and res["touching_n"] == 55 and res["small_n"] == 11
+    assert res["ends_n"] == 83 and res["inner_n"] == 114
     assert res["otsu_click"] == pytest.approx(0.7018, abs=1e-3)
     assert res["otsu_box"] == pytest.approx(0.8093, abs=1e-3)
     assert res["click"] == 0
