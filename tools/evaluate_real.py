@@ -74,9 +74,9 @@ def cross_sections(labels: np.ndarray, step: int, min_area: int) -> dict[int, li
     return out
 
 
-def end_sections(labels: np.ndarray) -> dict[int, tuple[int, int]]:
-    """Per nucleus, the first and last slice of its middle: slices outside lie within
-    ``END_SHARE`` of its labelled depth from one of its ends."""
+def inner_depths(labels: np.ndarray) -> dict[int, tuple[float, float]]:
+    """Per nucleus, the depths (slice indices) between which its cross-sections are inner
+    ones; those outside lie within ``END_SHARE`` of its labelled depth from one of its ends."""
     out = {}
     for k in range(1, labels.max() + 1):
         zs = np.nonzero((labels == k).any((1, 2)))[0]
@@ -94,7 +94,7 @@ def evaluate_2d(
     model: em.Model, frames01: np.ndarray, labels: np.ndarray, step: int, min_area: int
 ) -> dict:
     rows = []
-    middle = end_sections(labels)
+    inner = inner_depths(labels)
     for z, ids in cross_sections(labels, step, min_area).items():
         frame = frames01[z]
         model.set_frame(frame)
@@ -127,7 +127,7 @@ def evaluate_2d(
                     area_ratio=click.sum() / truth.sum(),
                     touching=j is not None,
                     small=truth.sum() < SMALL_AREA,
-                    end=not middle[k][0] <= z <= middle[k][1],
+                    end=not inner[k][0] <= z <= inner[k][1],
                 )
             )
     res: dict = {"n": len(rows)}

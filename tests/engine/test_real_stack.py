@@ -29,13 +29,13 @@ class _NoMask:
         return np.zeros(self.shape, bool)
 
 
-def test_a_nucleus_end_sections_are_its_outer_fifths_of_depth(real):
+def test_a_nucleus_end_sections_lie_in_the_outer_fifths_of_its_depth(real):
     labels = np.zeros((12, 4, 4), np.int32)
     labels[1:11, 1, 1] = 1  # slices 1..10: depth 10, ends within 2 slices of either end
     labels[5, 2, 2] = 2  # one slice: no middle
-    middle = real.end_sections(labels)
-    assert [z for z in range(12) if middle[1][0] <= z <= middle[1][1]] == [3, 4, 5, 6, 7, 8]
-    assert not middle[2][0] <= 5 <= middle[2][1]
+    inner = real.inner_depths(labels)
+    assert [z for z in range(12) if inner[1][0] <= z <= inner[1][1]] == [3, 4, 5, 6, 7, 8]
+    assert not inner[2][0] <= 5 <= inner[2][1]
 
 
 def test_labels_are_filled_and_normalised_stack_wide(real):

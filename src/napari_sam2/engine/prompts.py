@@ -83,7 +83,8 @@ class PromptSet:
         grown to hold the pixels of positive clicks; returns how many were cleared.
 
         A box says where its object is, but the decoder's mask of a tight box spills past it
-        onto the light around a nucleus (real nuclei stack, tight boxes: 0.800 → 0.843 mIoU).
+        onto the light around a nucleus (real nuclei stack, tight boxes, through the
+        plugin: 0.814 → 0.859 mIoU).
         """
         if self.box is None or not mask.any():
             return 0

@@ -13,7 +13,7 @@ every object. Here the first (with the value, ``v_proj(feature)``) is kept with 
 output in the object's state and the second once per run; each step adds them up. sam2's
 memory attention runs as it is, but for its cross-attention. Keys then differ from sam2's by
 float rounding only (bfloat16 on a GPU: in the last bits). H200, bfloat16, 32 tiny objects
-(cross-attention 256 wide) once the bank is full: 70.5 instead of 78.5 ms a frame.
+(cross-attention 256 wide) once the bank is full: 69–71 instead of 78.5 ms a frame.
 
 What sam2 attends to stays sam2's choice: the memory outputs handed to it note the order in
 which it reads them (``Attended``). The memories are numbered as sam2 numbers them with a
