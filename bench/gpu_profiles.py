@@ -6,8 +6,10 @@ compiled (``encoder``); see diagnostics.py's docstring for what each prints and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -236,6 +238,28 @@ def pipeline() -> None:
             print(f"round {round_}: official (frames preloaded): {fps:.1f} frames/s", flush=True)
 
 
+@contextlib.contextmanager
+def _crowded(args) -> Iterator[tuple]:
+    """``args.model`` (random weights; micro by default) built on ``args.device`` and warmed up,
+    a crowded synthetic clip of ``args.frames`` 512² frames, and one click per cell of its
+    ``args.objects`` on frame 0: (model, frames, prompts)."""
+    from clips import crowded_folder
+    from propagation import JpegFolder, build
+
+    from napari_sam2.engine.models import MICRO_MODEL
+    from napari_sam2.engine.video.warmup import warm_up
+
+    model = build(args.model or MICRO_MODEL, None, args.device)
+    warm_up(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, clicks = crowded_folder(args.frames, 512, args.objects, Path(tmp))
+        yield (
+            model,
+            JpegFolder(folder),
+            {0: {k: dict(points=[c]) for k, c in enumerate(clicks, 1)}},
+        )
+
+
 def objects() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("check")
@@ -245,20 +269,10 @@ def objects() -> None:
     parser.add_argument("--profile-frames", type=int, default=15)
     parser.add_argument("--model", default=None, help="default: micro (random weights)")
     args = parser.parse_args()
-    from clips import crowded_folder
-    from propagation import JpegFolder, build
-
-    from napari_sam2.engine.models import MICRO_MODEL
     from napari_sam2.engine.video.reading import frame_source_for
     from napari_sam2.engine.video.session import PropagationSession
-    from napari_sam2.engine.video.warmup import warm_up
 
-    model = build(args.model or MICRO_MODEL, None, args.device)
-    warm_up(model)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder, clicks = crowded_folder(args.frames, 512, args.objects, Path(tmp))
-        data = JpegFolder(folder)
-        prompts = {0: {k: dict(points=[c]) for k, c in enumerate(clicks, 1)}}
+    with _crowded(args) as (model, data, prompts):
         for graphs in (True, False):
             session = PropagationSession(model, frame_source_for(data), cuda_graphs=graphs)
             session.add_prompts(prompts)
@@ -298,20 +312,14 @@ def first_runs() -> None:
     parser.add_argument("--frames", type=int, default=60)
     args = parser.parse_args()
     import numpy as np
-    from clips import crowded_folder
-    from propagation import JpegFolder, build
 
     from napari_sam2.engine.video.reading import frame_source_for
     from napari_sam2.engine.video.session import PropagationSession
-    from napari_sam2.engine.video.warmup import warm_up
 
-    model = build(args.model, None, args.device)
-    warm_up(model)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder, clicks = crowded_folder(args.frames, 512, args.objects, Path(tmp))
+    with _crowded(args) as (model, data, prompts):
         for run in range(2):
-            session = PropagationSession(model, frame_source_for(JpegFolder(folder)))
-            session.add_prompts({0: {k: dict(points=[c]) for k, c in enumerate(clicks, 1)}})
+            session = PropagationSession(model, frame_source_for(data))
+            session.add_prompts(prompts)
             done, start = [], time.perf_counter()
             for _ in session.propagate("forward"):
                 done.append(time.perf_counter() - start)
