@@ -10,7 +10,9 @@ from napari_sam2.engine.window import (
     Window,
     choose_window,
     covering_window,
+    in_windows,
     prompt_extent,
+    whole_side,
 )
 
 SIZE = 1024  # the model's input side; the smallest window is 384 image pixels
@@ -102,3 +104,19 @@ def test_a_crop_is_trimmed_to_its_mask_and_pastes_back():
     assert crop.rows == slice(23, 25) and crop.cols == slice(44, 49) and crop.mask.all()
     full = crop.full((50, 60))
     assert full.sum() == 10 and full[23:25, 44:49].all()
+
+
+def test_clicks_on_a_plane_over_twice_the_smallest_window_get_a_window_boxes_do_not():
+    """Resized whole, a 1024² plane shows its objects at their own size, too small for a click
+    (a box says the extent): clicks alone get a window there, boxes and masks the whole plane;
+    on a plane larger than the model input everything gets a window."""
+    click = PromptSet.from_arguments(points=[(10, 10)])
+    clicks = PromptSet.from_arguments(points=[(10, 10), (20, 20)], point_labels=[1, 0])
+    box = PromptSet.from_arguments(points=[(10, 10)], box=(0, 0, 30, 30))
+    mask = PromptSet.from_arguments(points=[(10, 10)], mask=np.ones((1024, 1024), bool))
+    assert whole_side(1024) == 768 and whole_side(512) == 384
+    assert not in_windows(click, (768, 768), 1024)
+    assert in_windows(click, (769, 300), 1024) and in_windows(clicks, (1024, 1024), 1024)
+    assert not in_windows(box, (1024, 1024), 1024) and not in_windows(mask, (1024, 1024), 1024)
+    assert in_windows(box, (1025, 1025), 1024)
+    assert in_windows(click, (512, 512), 512) and not in_windows(click, (384, 384), 512)

@@ -22,7 +22,7 @@ from .video.region import Region
 from .video.session import PropagationSession
 from .video.stream import Frames, FrameStream
 from .video.warmup import warm_up
-from .window import MaskCrop
+from .window import MaskCrop, in_windows
 from .windowed import WindowedPlane
 
 
@@ -56,6 +56,7 @@ class Segmenter:
         # segment-everything) never interleave a set_plane with another's predict.
         self.lock = threading.RLock()
         self._plane: np.ndarray | None = None  # an image no larger than the model input
+        self._key = None  # its embedding's cache key
         self._windowed: WindowedPlane | None = None  # or a larger one, read lazily
         self._normalization: Normalization | None = None
         self.last_proposals: list = []  # MaskProposals of the last segment_everything
@@ -126,13 +127,21 @@ class Segmenter:
 
     def _set_small(self, plane: np.ndarray, normalization: Normalization) -> None:
         """Embed a plane no larger than the model input whole, as the model was trained."""
-        key = (plane_fingerprint(plane), normalization)
         with self.lock:
-            frame = None
-            if not self.session.is_cached(key):
-                frame = model_input(plane, normalization, self.model.image_size, self.device)
-            self.session.set_frame(frame, plane.shape[:2], key)
             self._plane, self._normalization, self._windowed = plane, normalization, None
+            self._key = (plane_fingerprint(plane), normalization)
+            self._set_whole()
+
+    def _set_whole(self) -> None:
+        """Make the small plane the session's frame (a click segmented in a window of it made
+        the window the frame), embedding it again if the cache let it go."""
+        if self.session.key == self._key:
+            return
+        frame = None
+        if not self.session.is_cached(self._key):
+            size = self.model.image_size
+            frame = model_input(self._plane, self._normalization, size, self.device)
+        self.session.set_frame(frame, self._plane.shape[:2], self._key)
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -161,9 +170,10 @@ class Segmenter:
         """
         with self.lock:
             crop = self.predict_crop(points, point_labels, box, mask)
-            if self._windowed is None:
+            h, w = self.image_shape
+            if (crop.rows, crop.cols) == (slice(0, h), slice(0, w)):
                 return crop.mask
-            return crop.full(self.image_shape)
+            return crop.full((h, w))
 
     def predict_crop(
         self, points=None, point_labels=None, box=None, mask=None, region=None, level=None
@@ -175,7 +185,8 @@ class Segmenter:
         max_col), e.g. the field of view, is the window to segment in; by default the engine
         picks one around the prompts. ``level`` (array, (f_r, f_c)), a coarser copy of the
         image such as a pyramid level f_r × f_c times smaller, is then read for the region
-        instead of the image. A small image is always segmented whole.
+        instead of the image. A small image is segmented whole, except for clicks alone on one
+        larger than ``window.whole_side`` (768 px for a 1024 input): those get a window too.
         """
         with self.lock:
             shape = self.image_shape
@@ -186,6 +197,13 @@ class Segmenter:
                         raise SAM2Error("A level is read for a region: pass region= too.")
                     level = PlaneLevel.checked(level, self._windowed.plane)
                 return self._windowed.predict(prompts, _region(region), level)
+            if in_windows(prompts, shape, self.model.image_size):
+                plane = LazyPlane(self._plane, -1 if self._plane.ndim == 3 else None)
+                windowed = WindowedPlane(
+                    plane, self._normalization, self.session, self.model.image_size, self.device
+                )
+                return windowed.predict(prompts)
+            self._set_whole()
             result, _ = self.session.predict(prompts)
         return MaskCrop(slice(0, shape[0]), slice(0, shape[1]), result)
 
@@ -201,6 +219,7 @@ class Segmenter:
         with self.lock:  # the generator works on its own copy of the image and embedding
             windowed = self._windowed
             if windowed is None:
+                self._set_whole()
                 frame, embedding = self.current_frame(), self.session.embedding()
         if windowed is not None:
             self.last_proposals = []

@@ -32,6 +32,7 @@ from .prompting import PromptQueue
 from .reading import ModelFrames
 from .record import AnnotationRecord
 from .runtime import OutOfMemoryAdvice, adapt_model, attention_kernels
+from .shown_masks import ShownMasks
 from .states import stored_frames
 from .stream import FrameResult, Frames, FrameStream, MasksToHost
 from .tracking import RunTracker
@@ -124,6 +125,7 @@ class PropagationSession:
         self.record = AnnotationRecord(n)
         self.model_name = model_name
         self._prompts = PromptQueue(model, self._states, self.frames, self._features)
+        self._shown = ShownMasks(model, source)
         self._running = False
         # Per-object tracking, one sam2 step per object and frame as sam2 itself runs: only for
         # the agreement test and the benchmark (see ``RunTracker``).
@@ -172,6 +174,7 @@ class PropagationSession:
         for frame, object_id, prompt in checked:
             self._prompts.items.append((frame, object_id, prompt))
             self.record.add(frame, object_id, prompt)
+            self._shown.forget(object_id, frame)
 
     def restore(
         self,
@@ -290,6 +293,7 @@ class PropagationSession:
         self._states.pop(object_id, None)
         self.record.remove(object_id)
         self._prompts.forget(object_id)
+        self._shown.forget(object_id)
 
     def run(self, steps: list[Step]) -> FrameStream:
         """Yield the frames of ``steps`` (from ``plan``) as ``propagate`` does."""
@@ -313,6 +317,11 @@ class PropagationSession:
         self._check_idle()
         self._running = True
         try:
+            objects = run_objects(steps)
+            self._prompts.items = [
+                self._shown.stand_in(item) if item[1] in objects else item
+                for item in self._prompts.items
+            ]
             with (
                 tracking_graphs(self.model, self.cuda_graphs) as graphs,
                 attention_kernels(self.model),
@@ -321,7 +330,7 @@ class PropagationSession:
                 # The model gets the prompts of the objects this run tracks; other objects'
                 # wait for their own run.
                 with OutOfMemoryAdvice(self.device), inference_context(self.device):
-                    self._prompts.give(run_objects(steps), self._per_object)
+                    self._prompts.give(objects, self._per_object)
                 tracker = RunTracker(
                     self.model,
                     steps,
@@ -363,15 +372,20 @@ class PropagationSession:
     def _finished(self, result: FrameResult) -> FrameResult:
         """Record what a finished frame says about its objects (see ``AnnotationRecord``).
 
-        Masks made from clicks or a box on this frame are kept inside the box and get their
-        small holes filled, as the same prompts give them on a single image; tracked masks are
-        the model's own (filling them would cost some 5 ms a frame of 64 objects on the host
-        and changed no result by more than 0.002 mIoU).
+        Masks made from clicks or a box on this frame are the ones the same prompts give on a
+        single image: the image path's own where it segments them in a window (``shown_masks``),
+        else kept inside the box, with their small holes filled; tracked masks are the model's
+        own (filling them would cost some 5 ms a frame of 64 objects on the host and changed no
+        result by more than 0.002 mIoU).
         """
         frame, object_ids, masks = result
         for k, object_id in enumerate(object_ids):
             prompt = self.record.prompts.get(object_id, {}).get(frame)
-            if prompt is not None and prompt.mask is None:
+            if prompt is None or prompt.mask is not None:
+                continue
+            if self._shown.paste(object_id, frame, masks[k]):
+                result.area[k] = masks[k].sum()
+            else:
                 result.area[k] -= prompt.keep_inside_box(masks[k])
                 result.area[k] += fill_small_holes(masks[k])
         self.record.handed_out(result)
@@ -387,6 +401,7 @@ class PropagationSession:
         self._features.clear()
         self._states.clear()
         self._prompts.clear()
+        self._shown.clear()
 
     def __enter__(self) -> PropagationSession:
         return self
