@@ -89,6 +89,11 @@ class LazyPlane:
         if self.channel_axis is not None:
             self.channels = channel_picks(data.shape[self.channel_axis], channels)
 
+    @classmethod
+    def picked(cls, plane) -> LazyPlane:
+        """A plane whose channels are already picked: (H, W), or (H, W, ≤3) as R, G, B."""
+        return cls(plane, -1 if plane.ndim == 3 else None)
+
     def read(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         """The pixels at ``rows``, ``cols`` (slices, maybe strided) as a numpy array."""
         index: list = [rows, cols]

@@ -109,7 +109,7 @@ class Segmenter:
         The napari adapters call this with the displayed plane and the layer's contrast limits,
         so one normalisation serves every plane of a stack.
         """
-        self._set_lazy(LazyPlane(plane, -1 if plane.ndim == 3 else None), normalization)
+        self._set_lazy(LazyPlane.picked(plane), normalization)
 
     def _is_large(self, shape: tuple[int, int]) -> bool:
         """Whether a plane is segmented in windows rather than resized whole to the model."""
@@ -198,10 +198,10 @@ class Segmenter:
                     level = PlaneLevel.checked(level, self._windowed.plane)
                 return self._windowed.predict(prompts, _region(region), level)
             if in_windows(prompts, shape, self.model.image_size):
-                plane = LazyPlane(self._plane, -1 if self._plane.ndim == 3 else None)
                 windowed = WindowedPlane(
-                    plane, self._normalization, self.session, self.model.image_size, self.device
-                )
+                    LazyPlane.picked(self._plane), self._normalization, self.session,
+                    self.model.image_size, self.device,
+                )  # fmt: skip
                 return windowed.predict(prompts)
             self._set_whole()
             result, _ = self.session.predict(prompts)

@@ -38,11 +38,9 @@ class ShownMasks:
             return item
         if self._session is None:
             self._session = ImageSession(self.model)
-        raw = self.source.raw_plane(frame)
-        plane = LazyPlane(raw, -1 if raw.ndim == 3 else None)
         windowed = WindowedPlane(
-            plane, self.source.normalization, self._session, self.model.image_size,
-            self.model.device,
+            LazyPlane.picked(self.source.raw_plane(frame)), self.source.normalization,
+            self._session, self.model.image_size, self.model.device,
         )  # fmt: skip
         crop = windowed.predict(prompt)
         self.crops[object_id, frame] = crop
