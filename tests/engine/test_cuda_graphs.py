@@ -64,6 +64,13 @@ def track_with_graphs(model, frames, prompts) -> tuple[np.ndarray, list[GraphedC
         return track(model, frames, prompts, cuda_graphs=True), installed
 
 
+def two_in_a_graph(model):
+    """CUDA graphs take at most two objects of ``model`` a step while this lasts."""
+    from napari_sam2.engine.video import batching
+
+    return mock.patch.object(batching, "GRAPH_MAX_TOKENS", 2 * model.sam_image_embedding_size**2)
+
+
 def test_tracking_with_cuda_graphs_gives_the_masks_of_plain_tracking(model, clip):
     frames, truth = clip
     prompts = {25: {k: dict(box=bbox(truth[25] == k)) for k in (1, 2, 3)}}
@@ -79,14 +86,12 @@ def test_tracking_with_cuda_graphs_gives_the_masks_of_plain_tracking(model, clip
 
 
 def test_batches_above_the_graph_limit_run_without_graphs(model, clip):
-    """A step of more objects than ``GRAPH_MAX_BATCH`` is GPU-bound: it runs as it is, with the
+    """A step of more objects than ``graph_limit`` is GPU-bound: it runs as it is, with the
     masks of plain tracking, and nothing is recorded for it."""
-    from napari_sam2.engine.video import batching
-
     frames, truth = clip
     prompts = {25: {k: dict(box=bbox(truth[25] == k)) for k in (1, 2, 3)}}
     plain = track(model, frames, prompts, cuda_graphs=False)
-    with mock.patch.object(batching, "GRAPH_MAX_BATCH", 2):
+    with two_in_a_graph(model):
         large, installed = track_with_graphs(model, frames, prompts)
     assert len(installed) == 3 and all(call.replays == 0 for call in installed)
     assert all(not call._graphs for call in installed)
@@ -101,8 +106,6 @@ def test_large_batches_with_a_full_memory_bank_attend_with_cudnn(model, clip):
     objects tracked one by one (one object a step, never cuDNN)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from napari_sam2.engine.video import batching
-
     frames, truth = clip
     prompts = {25: {k: dict(box=bbox(truth[25] == k)) for k in (1, 2, 3)}}
 
@@ -116,7 +119,7 @@ def test_large_batches_with_a_full_memory_bank_attend_with_cudnn(model, clip):
         session.close()
         return labels, {e.key: e.count for e in prof.key_averages()}
 
-    with mock.patch.object(batching, "GRAPH_MAX_BATCH", 2):
+    with two_in_a_graph(model):
         batched, ops = run(per_object=False)
         alone, alone_ops = run(per_object=True)
     cudnn = "aten::_scaled_dot_product_cudnn_attention"

@@ -20,10 +20,11 @@ from napari_sam2.engine.synthetic import synthetic_cells
 
 @pytest.fixture(scope="module")
 def clicked(micro_segmenter):
-    """The segmenter on touching synthetic cells, sam2's image predictor on the same frame,
+    """The segmenter on touching synthetic cells (a plane it reads whole at a 512 input, as the
+    predictor does: no larger than ``whole_side``), sam2's image predictor on the same frame,
     and a click (row, col) at the deepest point of each cell."""
     image, labels = synthetic_cells(
-        (300, 420), n_cells=12, seed=7, touching=True, irregularity=0.18
+        (300, 384), n_cells=12, seed=7, touching=True, irregularity=0.18
     )
     micro_segmenter.set_image(image)
     predictor = image_predictor(micro_segmenter.model)

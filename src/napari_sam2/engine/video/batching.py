@@ -39,19 +39,17 @@ def batch_limit(model) -> int:
 # While CUDA graphs replay the step, a group of objects is padded to the next power of two (1,
 # 2, 4, ...): a graph is recorded per input shape, so padding keeps their number small as
 # objects come and go. Groups of more than ``graph_limit`` run without graphs and unpadded: the
-# GPU's work, not the host's launches, sets their pace. At a 1024 input that is above
-# GRAPH_MAX_BATCH objects (H200, micro, 64 objects: 18.5 frames/s with graphs, 20.5 without,
-# and the recordings delayed the first mask); the work goes with objects × image tokens, so a
-# smaller input takes more objects in a graph.
-GRAPH_MAX_BATCH = 16
-REFERENCE_TOKENS = 64 * 64  # image tokens of a 1024 input
+# GPU's work, not the host's launches, sets their pace. The work goes with objects × image
+# tokens; GRAPH_MAX_TOKENS is 16 objects at a 1024 input (H200, micro, 64 objects: 18.5
+# frames/s with graphs, 20.5 without, and the recordings delayed the first mask), 64 at 512.
+GRAPH_MAX_TOKENS = 16 * 64 * 64
 
 
 def graph_limit(model) -> int:
-    """The most objects a CUDA-graphed step of ``model`` takes: GRAPH_MAX_BATCH at a 1024
-    input, in inverse proportion to the image tokens at others, at most MAX_BATCH."""
+    """The most objects a CUDA-graphed step of ``model`` takes: as many as GRAPH_MAX_TOKENS
+    image tokens hold, at most MAX_BATCH."""
     tokens = model.sam_image_embedding_size**2
-    return max(1, min(MAX_BATCH, GRAPH_MAX_BATCH * REFERENCE_TOKENS // tokens))
+    return max(1, min(MAX_BATCH, GRAPH_MAX_TOKENS // tokens))
 
 
 def size_class(n: int, limit: int) -> int | None:
