@@ -22,10 +22,10 @@ OPTIONS = dict(points_per_side=8)
 
 @pytest.fixture(scope="module")
 def wide(micro_segmenter):
-    """A 256 × 1100 plane of disks (four 384 px tiles at a 1024 input, one disk cut by two of
-    them), its labels segmented in one process, with the normalisation the batch computes
-    (patches of the lazily read plane), and the progress the batch reports, (tile, tiles),
-    for the tiles of the model's input size."""
+    """A 256 × 1100 plane of disks (six 256 px tiles at the packaged micro's 512 input, one
+    disk cut by two of them), its labels segmented in one process, with the normalisation the
+    batch computes (patches of the lazily read plane), and the progress the batch reports,
+    (tile, tiles), for the tiles of the model's input size."""
     image = wide_disks()
     micro_segmenter.set_plane(image, LazyPlane(da.from_array(image)).normalization())
     labels = micro_segmenter.segment_everything(**OPTIONS)

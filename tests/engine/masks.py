@@ -19,13 +19,14 @@ def centre(mask: np.ndarray) -> tuple[float, float]:
 
 
 # (row, col, radius) of the disks of ``wide_disks``: the first, 150 px across, is centred on
-# the line between the first two 384 px tiles' interiors (col 336), so both tiles cut it.
-DISKS = [(128, 336, 75), (70, 850, 22), (170, 540, 25), (60, 100, 22)]
+# the line between the second and third 256 px tiles' interiors (col 416; the packaged micro
+# reads 512², see ``window.base_side``), so both tiles cut it.
+DISKS = [(128, 416, 75), (70, 850, 22), (170, 540, 25), (60, 100, 22)]
 
 
 def wide_disks() -> np.ndarray:
-    """A 256 × 1100 uint16 plane (four tiles) of bright, soft-edged ``DISKS`` on noise; show it
-    with contrast limits (150, 1800)."""
+    """A 256 × 1100 uint16 plane (six tiles at a 512 input) of bright, soft-edged ``DISKS`` on
+    noise; show it with contrast limits (150, 1800)."""
     rng = np.random.default_rng(0)
     rows, cols = np.mgrid[:256, :1100]
     image = rng.normal(200, 15, rows.shape)

@@ -175,10 +175,10 @@ def _real_mosaic(frames01, labels, slices, grid):
 
 
 def test_a_click_on_a_1024_px_field_of_real_nuclei_is_segmented_in_a_window(real, micro_segmenter):
-    """A 1024² mosaic of real slices 24-45 is no larger than the model input, but resized whole
-    it shows nuclei at their own size, where one click finds them at 0.686 mIoU; in a window
-    0.858 (docs/micro-model.md). A box, which says the extent, is read on the whole plane
-    (0.910; 0.891 in windows)."""
+    """A 1024² mosaic of real slices 24-45, twice the packaged micro's 512 input: clicks and
+    boxes are read in windows at native pixels around them, where the model sees the nuclei
+    twice their size (a 1024-input model resized this plane whole, showing them at their own
+    size: one click 0.686 mIoU there, 0.858 in a window; docs/micro-model.md)."""
     from napari_sam2.engine.mosaic import crop_iou
 
     _, frames01, labels = real.load_stack(DATA)
@@ -197,8 +197,9 @@ def test_a_click_on_a_1024_px_field_of_real_nuclei_is_segmented_in_a_window(real
 
 
 def test_a_click_segmented_in_a_window_is_the_mask_propagation_starts_from(real, micro_segmenter):
-    """On 1024² frames the click's mask comes from a window; propagating the click writes that
-    same mask on its frame (the session is conditioned on it) and tracks it to the next."""
+    """On 1024² frames (larger than the model input) the click's mask comes from a window;
+    propagating the click writes that same mask on its frame (the session is conditioned on
+    it) and tracks it to the next."""
     from napari_sam2.engine.video.reading import frame_source_for
     from napari_sam2.engine.video.session import PropagationSession
 

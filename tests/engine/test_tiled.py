@@ -11,7 +11,8 @@ from napari_sam2.engine.window import base_side
 from tests.engine.masks import DISKS, disk_mask, iou, wide_disks
 from tests.engine.test_automatic import _drain
 
-# A point every 38 px of a 384 px tile: enough for these cells, and two decoder batches a tile.
+# A point every 26 px of the packaged micro's 256 px tile: enough for these cells, and two
+# decoder batches a tile.
 OPTIONS = dict(points_per_side=10)
 
 
@@ -33,7 +34,7 @@ def _inside(box, r, c) -> bool:
 
 
 def test_segment_everything_on_a_mosaic_matches_its_native_tiles():
-    """A 1280 × 256 column of 256² synthetic images (five overlapping 384 px tiles): F1 at IoU
+    """A 1280 × 256 column of 256² synthetic images (seven overlapping 256 px tiles): F1 at IoU
     0.5 of the tiled segmentation at least 0.9 × the F1 of segmenting each image alone."""
     seg = Segmenter("sam2.1_hiera_micro", device="cpu")
     cells = [synthetic_cells((256, 256), n_cells=6, seed=seed) for seed in range(6)]
@@ -70,7 +71,7 @@ def test_closing_the_tiled_generator_cancels(random_segmenter):
 
 def test_an_object_wider_than_the_overlap_comes_out_once_and_whole(micro_segmenter):
     """A disk 150 px across centred on the line between two tiles' interiors: each of the two
-    tiles cuts it (the overlap is 96 px), so neither keeps it; it comes out as one label
+    tiles cuts it (the overlap is 64 px), so neither keeps it; it comes out as one label
     covering it, and the three small disks around it as theirs."""
     micro_segmenter.set_image(wide_disks(), contrast_limits=(150, 1800))
     labels = micro_segmenter.segment_everything(points_per_side=8)

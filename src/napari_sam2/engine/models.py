@@ -101,7 +101,7 @@ MODELS: dict[str, ModelSpec] = {
             MICRO_MODEL,
             "configs/sam2.1_hiera_micro.yaml",
             None,
-            "db5059fa28a6e91ced8bde72a6b9500fbd36d452eb02d5562681fbbe5d1d0b0f",
+            "dfad2ed5b7da87330308ee209d56e7bf98e622d3c43a73d2999a3c45f94f2e20",
             6,
             "napari_sam2.engine",
         ),

@@ -1,17 +1,18 @@
 """Which part of a plane the model sees for a prompt set: the one place windows are chosen.
 
-A plane no larger than the model input (``image_size``, 1024) is resized to it whole, except for
-clicks on one larger than ``whole_side`` (768): resized whole, such a plane shows its objects at
-1-1.33× their size, where a click on a real nucleus finds it far worse than in a window (a click
-tells the model no extent, a box does; see ``in_windows``). A larger plane is never shrunk as a
-whole: the model reads a window around the prompts at native pixels.
-The smallest window is ``base_side(image_size)`` image pixels a side (384 for 1024), so that
-10-50 px nuclei appear 2.7× larger to the model, the scale at which the measurements in
-docs/performance.md show it segments them best; prompts that span more get a window twice as
-large per level, read every ``step``-th pixel once it exceeds twice the model input. Windows of
-a level lie on a grid with half-window steps, so nearby clicks choose the same window (and
-reuse its embedding), and a prompt set a third of the window wide always finds one that holds it
-a twelfth of a window away from any border that is not the image's.
+A plane no larger than the model input (``image_size``: 1024 for SAM2, 512 for the packaged
+micro) is resized to it whole, except for clicks on one larger than ``whole_side`` (3/4 of the
+input): resized whole, such a plane shows its objects at 1-1.33× their size, where a click on a
+real nucleus finds it far worse than in a window (a click tells the model no extent, a box does;
+see ``in_windows``). A larger plane is never shrunk as a whole: the model reads a window around
+the prompts at native pixels.
+The smallest window is ``base_side(image_size)`` image pixels a side (384 for 1024, 256 for
+512), so that 10-50 px nuclei appear 2-2.7× larger to the model, the scale at which the
+measurements in docs/performance.md show it segments them best; prompts that span more get a
+window twice as large per level, read every ``step``-th pixel once it exceeds twice the model
+input. Windows of a level lie on a grid with half-window steps, so nearby clicks choose the same
+window (and reuse its embedding), and a prompt set a third of the window wide always finds one
+that holds it a twelfth of a window away from any border that is not the image's.
 """
 
 from __future__ import annotations
@@ -26,19 +27,22 @@ from .prompts import PromptSet
 
 
 def base_side(image_size: int) -> int:
-    """Image pixels a side of the smallest window for a model reading ``image_size``²."""
-    return image_size * 3 // 8
+    """Image pixels a side of the smallest window for a model reading ``image_size``²: 3/8 of
+    the input, but never under 256. At a 512 input a 192 px window (or segment-everything
+    tile) cuts 150 px nuclei and reads the real 4096² mosaic worse than a 256 px one (0.881
+    against 0.920 mIoU, docs/micro-model.md)."""
+    return max(image_size * 3 // 8, 256)
 
 
 def whole_side(image_size: int) -> int:
-    """The longest plane side whose clicks are segmented on the whole plane: twice the
-    smallest window (768 for a 1024 input), so the model sees objects at least 1.33× enlarged.
+    """The longest plane side whose clicks are segmented on the whole plane: 3/4 of the model
+    input (768 for a 1024 input), so the model sees objects at least 1.33× enlarged.
 
     Measured on mosaics of real nuclei slices (docs/micro-model.md, "Which view a click is
     segmented in"): one click, whole 1024² plane 0.686 mIoU, in windows 0.858; at 768² both
     0.83; a box 0.91 whole at either size, 0.88-0.89 in windows.
     """
-    return 2 * base_side(image_size)
+    return image_size * 3 // 4
 
 
 def in_windows(prompts: PromptSet, shape: tuple[int, int], image_size: int) -> bool:
