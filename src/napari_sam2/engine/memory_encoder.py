@@ -1,11 +1,11 @@
 """sam2's memory encoder on a CPU, one object at a time.
 
 The memory encoder downsamples each object's mask at the model input's size through four
-strided convolutions. Batched over objects on a CPU those activations leave the caches (measured
-at a 1024 input; the packaged micro now reads 512²): 2-core machine, micro, 8 objects, 0.40 s
-batched against 0.19 s
-one by one (the mask downsampler alone 0.50 against 0.14 s; 32 objects 1.13 against 0.50 s),
-while everything else of a batched step gains or breaks even. On a GPU the batch is what pays.
+strided convolutions. Batched over objects on a CPU those activations leave the caches
+(measured at a 1024 input; the packaged micro now reads 512²): 2-core machine, micro, 8
+objects, 0.40 s batched against 0.19 s one by one (the mask downsampler alone 0.50 against
+0.14 s; 32 objects 1.13 against 0.50 s), while everything else of a batched step gains or
+breaks even. On a GPU the batch is what pays.
 """
 
 from __future__ import annotations
