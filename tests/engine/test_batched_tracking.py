@@ -41,6 +41,28 @@ def per_object_masks(stream) -> list[tuple[int, int, np.ndarray]]:
     return [(f, i, m) for f, ids, masks in stream for i, m in zip(ids, masks, strict=True)]
 
 
+def passes_and_masks(model, stack, prompts, direction: str, per_object: bool):
+    """Propagate ``prompts`` (objects tracked together or ``per_object``): the batch sizes of
+    the model's frame passes before the first mask, each (frame, object, mask), and the
+    confidences."""
+    session = PropagationSession(model, frame_source_for(stack))
+    session._per_object = per_object
+    session.add_prompts(prompts)
+    passes = []
+    infer = model._run_single_frame_inference
+
+    def counting(**kwargs):
+        passes.append(kwargs["batch_size"])
+        return infer(**kwargs)
+
+    with mock.patch.object(model, "_run_single_frame_inference", counting):
+        stream = iter(session.propagate(direction))
+        first = next(stream)
+        before_first = list(passes)
+        rest = list(stream)
+    return before_first, per_object_masks([first, *rest]), session.confidence
+
+
 def annotate(model, stack, per_object: bool) -> tuple[list, dict, list[int]]:
     """Three objects prompted on frame 3 and one on frame 8, tracked both ways; a fifth added
     later on frame 6; then object 2 corrected on frame 6. Returns each yielded (run, frame,
@@ -167,28 +189,30 @@ def test_clicks_of_many_objects_on_a_frame_are_decoded_in_one_pass(model, stack)
     and every object's masks are those of prompting it alone."""
     prompts = {k: dict(points=[(8 + 8 * k, 10 + 7 * k)]) for k in range(1, 7)}
     prompts[7] = dict(box=(30, 30, 60, 60))
-
-    def run(per_object: bool):
-        session = PropagationSession(model, frame_source_for(stack))
-        session._per_object = per_object
-        session.add_prompts({2: prompts})
-        passes = []
-        decode = model._run_single_frame_inference
-
-        def counting(**kwargs):
-            passes.append(kwargs["batch_size"])
-            return decode(**kwargs)
-
-        with mock.patch.object(model, "_run_single_frame_inference", counting):
-            stream = iter(session.propagate("forward"))
-            first = next(stream)
-            before_first = list(passes)
-            rest = list(stream)
-        return before_first, per_object_masks([first, *rest])
-
-    passes, together = run(per_object=False)
-    alone_passes, alone = run(per_object=True)
+    passes, together, _ = passes_and_masks(model, stack, {2: prompts}, "forward", False)
+    alone_passes, alone, _ = passes_and_masks(model, stack, {2: prompts}, "forward", True)
     assert passes == [6, 1] and alone_passes == [1] * 7
     assert [x[:2] for x in together] == [x[:2] for x in alone]
     for (frame, oid, ours), (*_, theirs) in zip(together, alone, strict=True):
         assert (ours == theirs).all(), (frame, oid)
+
+
+def test_masks_of_many_objects_on_a_frame_are_given_in_one_pass(model, stack):
+    """Segment everything → propagate: five objects given as masks on one frame reach the
+    first mask after one pass for all five (sam2's ``add_new_mask`` makes one each), and every
+    object is tracked as when it is given alone."""
+    prompts = {}
+    for k in range(1, 6):
+        mask = np.zeros((H, W), bool)
+        mask[6 + 10 * (k - 1) : 14 + 10 * (k - 1), 8 + 9 * k : 16 + 9 * k] = True
+        prompts[k] = dict(mask=mask)
+    passes, together, confidence = passes_and_masks(model, stack, {4: prompts}, "both", False)
+    alone_passes, alone, alone_confidence = passes_and_masks(
+        model, stack, {4: prompts}, "both", True
+    )
+    assert passes == [5] and alone_passes == [1] * 5
+    assert [x[:2] for x in together] == [x[:2] for x in alone]
+    for (frame, oid, ours), (*_, theirs) in zip(together, alone, strict=True):
+        assert (ours == theirs).all(), (frame, oid)
+    for oid in prompts:
+        np.testing.assert_allclose(confidence[oid], alone_confidence[oid], atol=1e-5)

@@ -14,12 +14,12 @@ def test_the_warm_up_segments_a_click_in_a_window_as_on_a_large_field():
     512² frames: first mask 5-7 s without it, docs/performance.md)."""
     model = small_video_model()
     windowed = []
-    predict = shown_masks.WindowedPlane.predict
+    predict_many = shown_masks.WindowedPlane.predict_many
 
-    def spy(self, prompt):
-        windowed.append(prompt)
-        return predict(self, prompt)
+    def spy(self, prompts):
+        windowed.extend(prompts)
+        return predict_many(self, prompts)
 
-    with mock.patch.object(shown_masks.WindowedPlane, "predict", spy):
+    with mock.patch.object(shown_masks.WindowedPlane, "predict_many", spy):
         warmup.warm_up(model)
     assert len(windowed) == 1

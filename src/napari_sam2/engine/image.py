@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import xxhash
 
-from .cuda_graphs import GraphedCall
+from .cuda_graphs import GraphedCall, padded_size
 from .errors import SAM2Error
 from .holes import fill_small_holes
 from .models import inference_context
@@ -143,6 +143,53 @@ class ImageSession:
         prompts.keep_inside_box(mask)
         fill_small_holes(mask)
         return mask, float(score)
+
+    def predict_many(self, prompts: list[PromptSet]) -> list[tuple[np.ndarray, float]]:
+        """What ``predict`` gives for each of ``prompts`` on the current frame, those alike
+        (the same number of clicks, all with a box or none, no mask) decoded in one pass: the
+        decoder treats them independently, so every cell of a field clicked once costs one
+        pass, not one each."""
+        groups: dict[tuple, list[int]] = {}
+        for i, p in enumerate(prompts):
+            points = 0 if p.points is None else len(p.points)
+            kind = ("mask", i) if p.mask is not None else (points, p.box is not None)
+            groups.setdefault(kind, []).append(i)
+        out: list = [None] * len(prompts)
+        for indices in groups.values():
+            alike = [prompts[i] for i in indices]
+            found = [self.predict(alike[0])] if len(alike) == 1 else self._predict_alike(alike)
+            for i, result in zip(indices, found, strict=True):
+                out[i] = result
+        return out
+
+    def _predict_alike(self, prompts: list[PromptSet]) -> list[tuple[np.ndarray, float]]:
+        """``predict`` for several clicks-and-boxes prompts of one shape, in one decoder pass."""
+        if self.key is None:
+            raise SAM2Error("No image is set: call set_image first.")
+        sams = [p.to_sam() for p in prompts]
+        if self.device.type == "cuda":  # shapes that repeat (``padded_size``)
+            sams += sams[-1:] * (padded_size(len(sams)) - len(sams))
+
+        def stacked(key):
+            return np.stack([sam[key] for sam in sams]) if key in sams[0] else None
+
+        with inference_context(self.device):
+            _, coords, labels, box = self.predictor._prep_prompts(
+                stacked("point_coords"), stacked("point_labels"), stacked("box"), None,
+                normalize_coords=True,
+            )  # fmt: skip
+            masks, scores, _ = self.predictor._predict(
+                coords, labels, box, None, prompts[0].is_single_click
+            )
+            best = scores.float().argmax(dim=1)
+            chosen = masks[torch.arange(len(sams), device=masks.device), best][: len(prompts)]
+            kept = scores.float().gather(1, best[:, None])[: len(prompts), 0]
+        found = []
+        for prompt, mask, score in zip(prompts, chosen.cpu().numpy(), kept.tolist(), strict=True):
+            prompt.keep_inside_box(mask)
+            fill_small_holes(mask)
+            found.append((mask, float(score)))
+        return found
 
     def _clicks(self, image_embed, high_res_0, high_res_1, coords, labels, multimask, hw):
         """The mask decoder on clicks, as a function of tensors only, so that on CUDA it can be

@@ -6,7 +6,9 @@ click in it only runs the mask decoder. The first mask then checks the window: i
 border inside the plane (the object is probably cut) or is too large for the window's level
 (a window shows a part of a large object as an object of its own), the prompts are predicted
 once more in the window chosen for the prompts and that mask together, which holds the object
-away from its borders, on a larger level if need be.
+away from its borders, on a larger level if need be. Prompt sets segmented together
+(``predict_many``: every cell of a crowded frame clicked once) share each window's embedding
+and one decoder pass per window.
 """
 
 from __future__ import annotations
@@ -65,15 +67,44 @@ class WindowedPlane:
                 window, level.factors, level.plane.shape, self.image_size
             )
             return self.predict_in(on_level, prompts, level.plane)
-        window = choose_window(extent, self.shape, self.image_size)
-        crop = self.predict_in(window, prompts)
-        if not crop.mask.any():
-            return crop
-        grown = choose_window(union(extent, crop_extent(crop)), self.shape, self.image_size)
-        larger = grown.rows * grown.cols > window.rows * window.cols
-        if grown != window and (larger or _reaches_inner_edge(crop, window, self.shape)):
-            crop = self.predict_in(grown, prompts)
-        return crop
+        return self.predict_many([prompts])[0]
+
+    def predict_many(self, prompts: list[PromptSet]) -> list[MaskCrop]:
+        """``predict`` (in windows chosen around them) for several prompt sets: those that
+        choose the same window are segmented on one embedding in one decoder pass, then any
+        whose mask asks for a grown window (see the module's docstring) once more there."""
+        extents = [prompt_extent(p) for p in prompts]
+        windows = [choose_window(e, self.shape, self.image_size) for e in extents]
+        crops = self._in_windows(windows, prompts)
+        again: dict[int, Window] = {}
+        for i, (crop, window) in enumerate(zip(crops, windows, strict=True)):
+            if not crop.mask.any():
+                continue
+            grown = choose_window(
+                union(extents[i], crop_extent(crop)), self.shape, self.image_size
+            )
+            larger = grown.rows * grown.cols > window.rows * window.cols
+            if grown != window and (larger or _reaches_inner_edge(crop, window, self.shape)):
+                again[i] = grown
+        redone = self._in_windows(list(again.values()), [prompts[i] for i in again])
+        for i, crop in zip(again, redone, strict=True):
+            crops[i] = crop
+        return crops
+
+    def _in_windows(self, windows: list[Window], prompts: list[PromptSet]) -> list[MaskCrop]:
+        """The mask of each of ``prompts`` segmented in its window of ``windows``, a window's
+        prompts decoded together."""
+        by_window: dict[Window, list[int]] = {}
+        for i, window in enumerate(windows):
+            by_window.setdefault(window, []).append(i)
+        crops: list = [None] * len(prompts)
+        for window, indices in by_window.items():
+            self.embed(window, self.plane)
+            found = self.session.predict_many([window.local(prompts[i]) for i in indices])
+            rows, cols = window.slices
+            for i, (mask, _) in zip(indices, found, strict=True):
+                crops[i] = MaskCrop(rows, cols, window.upscaled(mask)).trimmed()
+        return crops
 
     def predict_in(
         self, window: Window | LevelWindow, prompts: PromptSet, plane: LazyPlane | None = None

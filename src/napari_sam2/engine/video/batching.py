@@ -17,7 +17,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from ..cuda_graphs import without_graphs
+from ..cuda_graphs import padded_size, without_graphs
 from .confidence import per_object, take_scores
 from .memory_keys import Attended, MemoryKeys, release
 
@@ -58,7 +58,14 @@ def size_class(n: int, limit: int) -> int | None:
     (``graphs_for``)."""
     if n > limit:
         return None
-    return min(1 << (n - 1).bit_length(), limit)
+    return min(padded_size(n), limit)
+
+
+def prompt_batch(model, n: int) -> int:
+    """The batch ``n`` objects' prompts or first memories go through: on CUDA padded to its
+    ``padded_size`` (the padding repeats the last object, its outputs dropped), as the number
+    of objects clicked varies from run to run; on a CPU ``n``."""
+    return padded_size(n) if model.device.type == "cuda" else n
 
 
 def graphs_for(n: int, limit: int) -> contextlib.AbstractContextManager:
@@ -182,16 +189,17 @@ def encode_prompted(model, states: list[dict], features) -> None:
             chunk = prompted[start : start + limit]
             lead = chunk[0][0]
             lead["cached_features"] = {frame: features.get(frame, 1, frame)}
-            masks = torch.cat([out["pred_masks"] for _, out in chunk]).to(model.device)
+            padded = chunk + chunk[-1:] * (prompt_batch(model, len(chunk)) - len(chunk))
+            masks = torch.cat([out["pred_masks"] for _, out in padded]).to(model.device)
             masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
-            with graphs_for(len(chunk), graphed):
+            with graphs_for(len(padded), graphed):
                 memory, position = model._run_memory_encoder(
                     inference_state=lead,
                     frame_idx=frame,
-                    batch_size=len(chunk),
+                    batch_size=len(padded),
                     high_res_masks=masks,
                     object_score_logits=torch.cat(
-                        [out["object_score_logits"] for _, out in chunk]
+                        [out["object_score_logits"] for _, out in padded]
                     ),
                     is_mask_from_pts=True,
                 )

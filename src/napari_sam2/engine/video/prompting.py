@@ -1,23 +1,30 @@
-"""Prompts into the objects' sam2 inference states: one object at a time, or the clicks and
-boxes of many objects on one frame in one pass of the mask decoder.
+"""Prompts into the objects' sam2 inference states: one object at a time, or the prompts of
+many objects on one frame in one pass of the model.
 
-sam2 takes each object's prompts by itself (``add_new_points_or_box``: one prompt encoder and
-mask decoder pass per object). Objects clicked on the same frame with the same number of
-prompt points (box corners count as two) and nothing computed on that frame yet — every cell
-of a crowded field clicked once, say — are decoded together here: the decoder treats batch
-elements independently, so each object gets the output sam2 would give it alone, stored in its
-state as sam2 stores it. The callers hold the inference context.
+sam2 takes each object's prompts by itself (``add_new_points_or_box``, ``add_new_mask``: one
+pass of the prompt encoder and mask decoder per object). Objects clicked on the same frame
+with the same number of prompt points (box corners count as two) and nothing computed on that
+frame yet — every cell of a crowded field clicked once, say — are decoded together here, and
+so are objects given a mask alone on the same frame (segment everything, or clicks the image
+path segmented in windows, ``shown_masks``): the model treats batch elements independently, so
+each object gets the output sam2 would give it alone, stored in its state as sam2 stores it.
+The callers hold the inference context.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..prompts import PromptSet
-from .batching import MAX_BATCH, graph_limit, graphs_for
+from .batching import MAX_BATCH, graph_limit, graphs_for, prompt_batch
 from .confidence import take_scores
 from .states import new_state
 
+# Mask prompts are resized on the device at most this many pixels at a time (256 MiB as
+# float32: four 4096² planes).
+_MASK_PIXELS = 1 << 26
 # (frame, object id, prompt), as ``PropagationSession`` queues them.
 Item = tuple[int, int, PromptSet]
 
@@ -45,7 +52,7 @@ class PromptQueue:
                 frame = group[0][0]
                 states = [self._state(oid) for _, oid, _ in group]
                 states[0]["cached_features"] = {frame: self.features.get(frame, 1, frame)}
-                ious, logits = add_clicks_together(self.model, states, group)
+                ious, logits = add_together(self.model, states, group)
                 for k, item in enumerate(group):
                     scores = (ious[k : k + 1], logits[k : k + 1])
                     self.scores.setdefault(item[1], {})[frame] = scores
@@ -107,11 +114,12 @@ def _make_anchor(state: dict, frame: int) -> None:
 
 
 def batches(items: list[Item], states: dict[int, dict]) -> tuple[list[list[Item]], list[Item]]:
-    """``items`` split into groups to decode together (``add_clicks_together``, at most
-    ``MAX_BATCH`` each) and the rest, in their order, for ``add_prompt`` one at a time.
+    """``items`` split into groups to give together (``add_together``, at most ``MAX_BATCH``
+    each) and the rest, in their order, for ``add_prompt`` one at a time.
 
-    An item joins a group when it has no mask, is its object's only item on its frame and the
-    object has no output on that frame (clicks that edit a mask are seeded with it).
+    An item joins a group when it is its object's only item on its frame and is either a mask
+    alone or clicks and boxes without a mask where the object has no output on that frame
+    (clicks that edit a mask are seeded with it).
     """
     seen: dict[tuple[int, int], int] = {}
     for frame, oid, _ in items:
@@ -121,11 +129,12 @@ def batches(items: list[Item], states: dict[int, dict]) -> tuple[list[list[Item]
     for item in items:
         frame, oid, prompt = item
         state = states.get(oid)
-        if (
-            prompt.mask is None
-            and seen[frame, oid] == 1
-            and (state is None or not _has_output(state, frame))
-        ):
+        clicks = prompt.points is not None or prompt.box is not None
+        if seen[frame, oid] > 1 or (prompt.mask is not None and clicks):
+            rest.append(item)
+        elif prompt.mask is not None:
+            groups.setdefault((frame, "mask"), []).append(item)
+        elif state is None or not _has_output(state, frame):
             groups.setdefault((frame, _tokens(prompt)), []).append(item)
         else:
             rest.append(item)
@@ -147,34 +156,44 @@ def _has_output(state: dict, frame: int) -> bool:
     return any(frame in d[key] for d in (temp, out) for key in d)
 
 
-def add_clicks_together(model, states: list[dict], items: list[Item]) -> tuple:
-    """Decode the clicks and boxes of ``items`` (one group of ``batches``, all on one frame;
-    ``states[k]`` is the state of ``items[k]``'s object, the first holding the frame's
-    features) in one pass. Returns the pass's scores (``confidence.take_scores``)."""
+def add_together(model, states: list[dict], items: list[Item]) -> tuple:
+    """Give the prompts of ``items`` (one group of ``batches``, all on one frame: all masks,
+    or all clicks and boxes; ``states[k]`` is the state of ``items[k]``'s object, the first
+    holding the frame's features) in one pass. Returns the pass's scores
+    (``confidence.take_scores``)."""
     frame = items[0][0]
-    coords, labels = [], []
-    for state, (_, oid, prompt) in zip(states, items, strict=True):
+    given_masks = items[0][2].mask is not None
+    inputs: list = []
+    if given_masks:
+        inputs = list(_mask_inputs(model, states[0], [p.mask for *_, p in items]).split(1))
+    for k, (state, (_, oid, prompt)) in enumerate(zip(states, items, strict=True)):
         model._obj_id_to_idx(state, oid)  # makes the object known to its state
         _make_anchor(state, frame)
-        point_coords, point_labels = _point_inputs(model, state, prompt)
-        coords.append(point_coords)
-        labels.append(point_labels)
-        state["point_inputs_per_obj"][0][frame] = {
-            "point_coords": point_coords,
-            "point_labels": point_labels,
-        }
-        state["mask_inputs_per_obj"][0].pop(frame, None)
+        if given_masks:
+            state["mask_inputs_per_obj"][0][frame] = inputs[k]
+            state["point_inputs_per_obj"][0].pop(frame, None)
+        else:
+            point_coords, point_labels = _point_inputs(model, state, prompt)
+            inputs.append({"point_coords": point_coords, "point_labels": point_labels})
+            state["point_inputs_per_obj"][0][frame] = inputs[-1]
+            state["mask_inputs_per_obj"][0].pop(frame, None)
+    inputs += inputs[-1:] * (prompt_batch(model, len(inputs)) - len(inputs))
+    masks = points = None
+    if given_masks:
+        masks = torch.cat(inputs)
+    else:
+        points = {key: torch.cat([p[key] for p in inputs]) for key in inputs[0]}
     lead = states[0]
     take_scores()
-    with graphs_for(len(states), graph_limit(model)):
+    with graphs_for(len(inputs), graph_limit(model)):
         out, _ = model._run_single_frame_inference(
             inference_state=lead,
             output_dict=lead["output_dict_per_obj"][0],
             frame_idx=frame,
-            batch_size=len(states),
+            batch_size=len(inputs),
             is_init_cond_frame=True,
-            point_inputs={"point_coords": torch.cat(coords), "point_labels": torch.cat(labels)},
-            mask_inputs=None,
+            point_inputs=points,
+            mask_inputs=masks,
             reverse=False,
             run_mem_encoder=False,  # sam2 encodes prompted frames' memory when tracking starts
         )
@@ -186,7 +205,29 @@ def add_clicks_together(model, states: list[dict], items: list[Item]) -> tuple:
             "obj_ptr": out["obj_ptr"][i : i + 1],
             "object_score_logits": out["object_score_logits"][i : i + 1],
         }
-    return take_scores()
+    ious, logits = take_scores()
+    return ious[: len(states)], logits[: len(states)]
+
+
+def _mask_inputs(model, state: dict, masks: list) -> torch.Tensor:
+    """Masks of one plane as sam2's ``add_new_mask`` makes each: (n, 1, size, size) at the
+    model's input size, resized with antialiasing and thresholded at a half; copied to the
+    device together, as many at a time as ``_MASK_PIXELS`` holds (one per copy was a third
+    of the first mask of 64 objects on an H200)."""
+    size = model.image_size
+    h, w = masks[0].shape
+    per_copy = max(1, _MASK_PIXELS // (h * w))
+    out = []
+    for start in range(0, len(masks), per_copy):
+        chunk = torch.from_numpy(np.stack(masks[start : start + per_copy]))
+        chunk = chunk[:, None].to(state["device"]).float()
+        if (h, w) != (size, size):
+            chunk = F.interpolate(
+                chunk, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+            chunk = (chunk >= 0.5).float()
+        out.append(chunk)
+    return torch.cat(out)
 
 
 def _point_inputs(model, state: dict, prompt: PromptSet) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,6 @@ import torch
 from ..cuda_graphs import tracking_graphs
 from ..errors import SAM2Error
 from ..frames import FrameSource
-from ..holes import fill_small_holes
 from ..models import inference_context
 from ..prompts import PromptSet
 from .faster import faster_forms
@@ -318,15 +317,12 @@ class PropagationSession:
         self._running = True
         try:
             objects = run_objects(steps)
-            self._prompts.items = [
-                self._shown.stand_in(item) if item[1] in objects else item
-                for item in self._prompts.items
-            ]
             with (
                 tracking_graphs(self.model, self.cuda_graphs) as graphs,
                 attention_kernels(self.model),
                 faster_forms(self.model),
             ):
+                self._prompts.items = self._shown.stand_in(self._prompts.items, objects)
                 # The model gets the prompts of the objects this run tracks; other objects'
                 # wait for their own run.
                 with OutOfMemoryAdvice(self.device), inference_context(self.device):
@@ -370,24 +366,9 @@ class PropagationSession:
             self._running = False
 
     def _finished(self, result: FrameResult) -> FrameResult:
-        """Record what a finished frame says about its objects (see ``AnnotationRecord``).
-
-        Masks made from clicks or a box on this frame are the ones the same prompts give on a
-        single image: the image path's own where it segments them in a window (``shown_masks``),
-        else kept inside the box, with their small holes filled; tracked masks are the model's
-        own (filling them would cost some 5 ms a frame of 64 objects on the host and changed no
-        result by more than 0.002 mIoU).
-        """
-        frame, object_ids, masks = result
-        for k, object_id in enumerate(object_ids):
-            prompt = self.record.prompts.get(object_id, {}).get(frame)
-            if prompt is None or prompt.mask is not None:
-                continue
-            if self._shown.paste(object_id, frame, masks[k]):
-                result.area[k] = masks[k].sum()
-            else:
-                result.area[k] -= prompt.keep_inside_box(masks[k])
-                result.area[k] += fill_small_holes(masks[k])
+        """A finished frame, its prompted masks as shown (``ShownMasks.as_shown``), recorded
+        (see ``AnnotationRecord``)."""
+        self._shown.as_shown(result, self.record.prompts)
         self.record.handed_out(result)
         return result
 

@@ -10,14 +10,15 @@ object is conditioned on that mask (sam2's mask prompt); its prompted frame show
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..frames import FrameSource
+from ..holes import fill_small_holes
 from ..image import ImageSession
 from ..plane import LazyPlane
 from ..prompts import PromptSet
 from ..window import MaskCrop, in_windows
 from ..windowed import WindowedPlane
+from .prompting import Item
+from .stream import FrameResult
 
 
 class ShownMasks:
@@ -29,32 +30,51 @@ class ShownMasks:
         self.crops: dict[tuple[int, int], MaskCrop] = {}
         self._session: ImageSession | None = None
 
-    def stand_in(self, item: tuple[int, int, PromptSet]) -> tuple[int, int, PromptSet]:
-        """``item`` (frame, object id, prompt), or the mask prompt of its image-path mask where
-        the image path segments the prompt in a window."""
-        frame, object_id, prompt = item
+    def stand_in(self, items: list[Item], objects: set[int]) -> list[Item]:
+        """``items`` (frame, object id, prompt), each of the ``objects`` whose prompt the image
+        path segments in a window replaced by the mask prompt of its image-path mask. The
+        prompts of a frame are segmented together (``WindowedPlane.predict_many``)."""
         shape = self.source.plane_shape
-        if prompt.mask is not None or not in_windows(prompt, shape, self.model.image_size):
-            return item
-        if self._session is None:
+        by_frame: dict[int, list[int]] = {}
+        for i, (frame, object_id, prompt) in enumerate(items):
+            windowed = prompt.mask is None and in_windows(prompt, shape, self.model.image_size)
+            if object_id in objects and windowed:
+                by_frame.setdefault(frame, []).append(i)
+        if by_frame and self._session is None:
             self._session = ImageSession(self.model)
-        windowed = WindowedPlane(
-            LazyPlane.picked(self.source.raw_plane(frame)), self.source.normalization,
-            self._session, self.model.image_size, self.model.device,
-        )  # fmt: skip
-        crop = windowed.predict(prompt)
-        self.crops[object_id, frame] = crop
-        return frame, object_id, PromptSet(mask=crop.full(shape))
+        out = list(items)
+        for frame, indices in by_frame.items():
+            windowed = WindowedPlane(
+                LazyPlane.picked(self.source.raw_plane(frame)), self.source.normalization,
+                self._session, self.model.image_size, self.model.device,
+            )  # fmt: skip
+            crops = windowed.predict_many([items[i][2] for i in indices])
+            for i, crop in zip(indices, crops, strict=True):
+                object_id = items[i][1]
+                self.crops[object_id, frame] = crop
+                out[i] = frame, object_id, PromptSet(mask=crop.full(shape))
+        return out
 
-    def paste(self, object_id: int, frame: int, mask: np.ndarray) -> bool:
-        """Make ``mask`` (the frame's output, written in place) the shown mask of the object's
-        prompt on ``frame``, if it has one."""
-        crop = self.crops.get((object_id, frame))
-        if crop is None:
-            return False
-        mask[:] = False
-        mask[crop.rows, crop.cols] = crop.mask
-        return True
+    def as_shown(self, result: FrameResult, prompts: dict[int, dict[int, PromptSet]]) -> None:
+        """Make the masks of ``result`` (a finished frame, changed in place) that clicks or a
+        box (``prompts``: object id → frame → prompt) made on its frame the ones the same
+        prompts give on a single image: the image path's own where it segments them in a
+        window, else kept inside the box, with their small holes filled; tracked masks are the
+        model's own (filling them would cost some 5 ms a frame of 64 objects on the host and
+        changed no result by more than 0.002 mIoU)."""
+        frame, object_ids, masks = result
+        for k, object_id in enumerate(object_ids):
+            prompt = prompts.get(object_id, {}).get(frame)
+            if prompt is None or prompt.mask is not None:
+                continue
+            crop = self.crops.get((object_id, frame))
+            if crop is not None:
+                masks[k][:] = False
+                masks[k][crop.rows, crop.cols] = crop.mask
+                result.area[k] = masks[k].sum()
+            else:
+                result.area[k] -= prompt.keep_inside_box(masks[k])
+                result.area[k] += fill_small_holes(masks[k])
 
     def forget(self, object_id: int, frame: int | None = None) -> None:
         """Drop an object's masks (on one frame: its prompt there was replaced)."""

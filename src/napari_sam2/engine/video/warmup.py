@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..cuda_graphs import padded_size
 from ..frames import FrameSource, Normalization
 from ..window import whole_side
 from .batching import MAX_BATCH, graph_limit
@@ -18,17 +19,20 @@ def warm_up(model: torch.nn.Module) -> None:
     makes the first click or propagation about a second slower than the next. Loading a model
     on CUDA or MPS ends with this, so that cost is paid while the user waits for the load.
     The clip is long enough for one full batch of the image encoder. On CUDA further runs
-    track more objects than CUDA graphs take (``graph_limit``, where a batch can hold more)
-    and ``MAX_BATCH`` objects together, the paths of a crowded field, whose kernels are others
-    (H200, micro, 64 cells, first mask in a fresh process: 0.46 s without these runs, 0.17 s
-    with them, for 0.5 s more of warm-up). The one-object run's frames are larger than
-    ``whole_side``, so its click is segmented in a window as on a real field (``ShownMasks``),
-    whose image-path kernels are others again.
+    track the paths of a crowded field, whose kernels are others: objects of every batch size
+    class (``padded_size`` up to ``MAX_BATCH``; each new batch shape costs cuDNN its plans on
+    first use: H200, micro, 8 objects, first mask 0.69 s cold, 0.25 s warm) and more objects
+    than CUDA graphs take (``graph_limit``, where a batch can hold more). The frames are
+    larger than ``whole_side``, so the clicks are segmented in windows as on a real field
+    (``ShownMasks``: one object's alone, many objects' together) and given to the tracker as
+    masks, whose kernels are others again.
     """
-    runs = [(1, whole_side(model.image_size) + 1)]
-    if model.device.type == "cuda":
-        runs += [(n, 64) for n in sorted({min(graph_limit(model) + 1, MAX_BATCH), MAX_BATCH})]
-    for count, side in runs:
+    counts = [1]
+    if model.device.type == "cuda":  # every ``padded_size`` a crowded field may take
+        classes = {padded_size(n) for n in range(2, MAX_BATCH + 1)}
+        counts += sorted(classes | {min(graph_limit(model) + 1, MAX_BATCH)})
+    side = whole_side(model.image_size) + 1
+    for count in counts:
         clip = np.zeros((9, side, side), np.uint8)
         blank = FrameSource(clip, normalization=Normalization((0.0,), (1.0,)))
         clicks = {
