@@ -99,11 +99,9 @@ class WindowedPlane:
             by_window.setdefault(window, []).append(i)
         crops: list = [None] * len(prompts)
         for window, indices in by_window.items():
-            self.embed(window, self.plane)
-            found = self.session.predict_many([window.local(prompts[i]) for i in indices])
-            rows, cols = window.slices
-            for i, (mask, _) in zip(indices, found, strict=True):
-                crops[i] = MaskCrop(rows, cols, window.upscaled(mask)).trimmed()
+            found = self._decoded(window, [prompts[i] for i in indices], self.plane)
+            for i, crop in zip(indices, found, strict=True):
+                crops[i] = crop
         return crops
 
     def predict_in(
@@ -111,10 +109,17 @@ class WindowedPlane:
     ) -> MaskCrop:
         """The mask of ``prompts`` segmented in ``window`` read from ``plane`` (by default
         this plane), trimmed to its bounding box."""
-        self.embed(window, plane or self.plane)
-        mask, _ = self.session.predict(window.local(prompts))
+        return self._decoded(window, [prompts], plane or self.plane)[0]
+
+    def _decoded(
+        self, window: Window | LevelWindow, prompts: list[PromptSet], plane: LazyPlane
+    ) -> list[MaskCrop]:
+        """The masks of ``prompts`` segmented together in ``window`` read from ``plane``,
+        each trimmed to its bounding box."""
+        self.embed(window, plane)
+        found = self.session.predict_many([window.local(p) for p in prompts])
         rows, cols = window.slices
-        return MaskCrop(rows, cols, window.upscaled(mask)).trimmed()
+        return [MaskCrop(rows, cols, window.upscaled(mask)).trimmed() for mask, _ in found]
 
     def embed(self, window: Window | LevelWindow, plane: LazyPlane) -> None:
         """Make ``window`` the session's frame, embedding it unless its pixels are cached."""

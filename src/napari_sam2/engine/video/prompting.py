@@ -212,8 +212,8 @@ def add_together(model, states: list[dict], items: list[Item]) -> tuple:
 def _mask_inputs(model, state: dict, masks: list) -> torch.Tensor:
     """Masks of one plane as sam2's ``add_new_mask`` makes each: (n, 1, size, size) at the
     model's input size, resized with antialiasing and thresholded at a half; copied to the
-    device together, as many at a time as ``_MASK_PIXELS`` holds (one per copy was a third
-    of the first mask of 64 objects on an H200)."""
+    device and resized together, as many at a time as ``_MASK_PIXELS`` holds, rather than one
+    copy and resize per object."""
     size = model.image_size
     h, w = masks[0].shape
     per_copy = max(1, _MASK_PIXELS // (h * w))
