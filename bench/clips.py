@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+FIRST_LABELS = "labels-0.npy"
 
 
 class JpegFolder:
@@ -50,7 +51,8 @@ def frame_folder(source: Path, n: int, workdir: Path) -> Path:
 
 def crowded_folder(n_frames: int, size: int, n_cells: int, workdir: Path) -> tuple[Path, list]:
     """A folder of ``n_frames`` JPEGs of a synthetic crowded field of ``n_cells`` cells, and
-    one click (row, col) inside each cell on frame 0, in label order."""
+    one click (row, col) inside each cell on frame 0, in label order; the true labels of
+    frame 0 lie beside the frames (``first_labels``)."""
     from PIL import Image
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -64,9 +66,15 @@ def crowded_folder(n_frames: int, size: int, n_cells: int, workdir: Path) -> tup
     for i, frame in enumerate(frames):
         grey = np.clip(frame * scale, 0, 255).astype(np.uint8)
         Image.fromarray(grey).convert("RGB").save(folder / f"{i:05d}.jpg", quality=95)
+    np.save(folder / FIRST_LABELS, truth[0])
     clicks = []
     for k in range(1, n_cells + 1):
         rows, cols = np.nonzero(truth[0] == k)
         nearest = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
         clicks.append((int(rows[nearest]), int(cols[nearest])))
     return folder, clicks
+
+
+def first_labels(folder: Path) -> np.ndarray:
+    """The true labels of frame 0 of a ``crowded_folder`` clip (cell k is label k)."""
+    return np.load(Path(folder) / FIRST_LABELS)

@@ -2,12 +2,16 @@
 
 One process: the model is loaded and warmed up as the plugin does on an accelerator, then for
 1, 8 and 64 cells of the crowded 512² clip (``clips.crowded_folder``) three fresh sessions
-each run to their first mask; each phase's calls are timed with the device synchronised
-around them (nested: ``stand_in`` holds the window embeddings and decodes, ``track`` the
-first memories). One JSON line per session::
+each run to their first mask (``open_s``: the session made and prompted, which
+``propagation.py`` counts in its time to first mask; ``first_s``: the run); each phase's
+calls are timed with the device synchronised around them (nested: ``stand_in`` holds the
+window embeddings and decodes, ``track`` the first memories). One JSON line per session::
 
     python bench/first_mask.py sam2.1_hiera_micro \
-        src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt
+        src/napari_sam2/engine/weights/sam2.1_hiera_micro.pt [64 8 1]
+
+The object counts may follow (default 1 8 64), in the order they run: the first session of
+the process shows what the warm-up left cold.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from napari_sam2.engine.video.warmup import warm_up  # noqa: E402
 
 PHASES = (
     (shown_masks.ShownMasks, "stand_in", "stand_in"),
-    (ImageSession, "set_frame", "window_embed"),
+    (ImageSession, "embed_many", "window_embed"),
     (ImageSession, "predict_many", "window_decode"),
     (prompting.PromptQueue, "give", "give"),
     (features.SharedFeatures, "get", "features_get"),
@@ -69,6 +73,7 @@ def timed(owner, attr: str, label: str, phases: dict, device: str) -> None:
 def main() -> None:
     name = sys.argv[1]
     checkpoint = sys.argv[2] if len(sys.argv) > 2 else None
+    counts = [int(n) for n in sys.argv[3:]] or [1, 8, 64]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build(name, checkpoint, device)
     start = time.perf_counter()
@@ -79,20 +84,27 @@ def main() -> None:
     for owner, attr, label in PHASES:
         timed(owner, attr, label, phases, device)
     with tempfile.TemporaryDirectory() as tmp:
-        folder, clicks = crowded_folder(60, 512, 64, Path(tmp))
-        for n in (1, 8, 64):
+        folder, clicks = crowded_folder(60, 512, max(counts), Path(tmp))
+        for n in counts:
             for rep in range(3):
                 phases.clear()
+                start = time.perf_counter()
                 session = PropagationSession(model, frame_source_for(JpegFolder(folder)))
                 cells = {k: dict(points=[c]) for k, c in enumerate(clicks[:n], 1)}
                 session.add_prompts({0: cells})
+                opened = time.perf_counter() - start
                 start = time.perf_counter()
                 stream = iter(session.propagate("forward"))
                 next(stream)
                 first = time.perf_counter() - start
                 stream.close()
                 session.close()
-                row = {"objects": n, "rep": rep, "first_s": round(first, 4)}
+                row = {
+                    "objects": n,
+                    "rep": rep,
+                    "open_s": round(opened, 4),
+                    "first_s": round(first, 4),
+                }
                 row["phases"] = {k: [c, round(s, 4)] for k, (c, s) in phases.items()}
                 print(json.dumps(row), flush=True)
 

@@ -24,7 +24,11 @@ object on ten frames spread over the clip)::
         --frames 10 --size 256 --runs 1 --engines ours ours-per-object official
 
 ``ours-per-object`` is the engine with objects tracked one by one, as sam2 does (a private
-switch, for this comparison only).
+switch, for this comparison only). ``--start masks`` prompts each of the N cells with its true
+mask on frame 0 instead (sam2's ``add_new_mask`` for both engines), so both start from the
+same masks and the agreement measures the tracking alone: from clicks, the engine segments
+each click as its image path does (in a window on a frame larger than ``whole_side``), the
+official predictor on the whole frame.
 
 Weights are random unless ``--checkpoint`` is given (speed and memory do not depend on them).
 The model is warmed up as the plugin loads it on an accelerator (``warm_up``: one click
@@ -47,7 +51,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from clips import JpegFolder, crowded_folder, frame_folder
+from clips import JpegFolder, crowded_folder, first_labels, frame_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "bedroom"
@@ -146,6 +150,11 @@ def one_run(args) -> dict:
     data = JpegFolder(folder)
     n, height, width = data.shape[:3]
     clicks = json.loads(args.clicks) if args.clicks else [(height // 2, width // 2)]  # (row, col)
+    if args.start == "masks":
+        labels = first_labels(folder)
+        prompts = [dict(mask=labels == k) for k in range(1, len(clicks) + 1)]
+    else:
+        prompts = [dict(points=[c]) for c in clicks]
     keep, kept = set(sampled_frames(n)), {}
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -160,7 +169,7 @@ def one_run(args) -> dict:
             graphs = args.engine != "ours-no-cuda-graphs"
             session = PropagationSession(model, frame_source_for(data), cuda_graphs=graphs)
             session._per_object = args.engine == "ours-per-object"
-            session.add_prompts({0: {k: dict(points=[c]) for k, c in enumerate(clicks, 1)}})
+            session.add_prompts({0: {k: prompt for k, prompt in enumerate(prompts, 1)}})
             for frame, _ids, found in session.propagate("forward"):
                 masks = found
                 if frame in keep:
@@ -174,8 +183,12 @@ def one_run(args) -> dict:
         else:
             with inference_context(device):
                 state = model.init_state(str(folder))
-                for k, (row, col) in enumerate(clicks, 1):
-                    model.add_new_points_or_box(state, 0, k, points=[[col, row]], labels=[1])
+                for k, prompt in enumerate(prompts, 1):
+                    if "mask" in prompt:
+                        model.add_new_mask(state, 0, k, prompt["mask"])
+                    else:
+                        ((row, col),) = prompt["points"]
+                        model.add_new_points_or_box(state, 0, k, points=[[col, row]], labels=[1])
                 for frame, _ids, logits in model.propagate_in_video(state):
                     masks = (logits[:, 0] > 0).cpu().numpy()
                     if frame in keep:
@@ -198,6 +211,7 @@ def one_run(args) -> dict:
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
         "frames": n,
         "objects": len(clicks),
+        "start": args.start,
         "warm": not args.cold,
         "warm_up_s": round(warm_up_s, 3),
         "compiled": compiled,
@@ -247,6 +261,7 @@ def one_subprocess(args, engine: str, n: int, folder: Path, clicks, masks: Path 
         command += ["--checkpoint", args.checkpoint]
     if args.cold:
         command.append("--cold")
+    command += ["--start", args.start]
     if clicks:
         command += ["--clicks", json.dumps(clicks)]
     if masks:
@@ -296,6 +311,12 @@ def main() -> None:
         "--source (each count in turn)",
     )
     parser.add_argument("--size", type=int, default=512, help="--objects: frame size")
+    parser.add_argument(
+        "--start",
+        choices=("clicks", "masks"),
+        default="clicks",
+        help="--objects: prompt each cell on frame 0 with a click or with its true mask",
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument(
@@ -342,7 +363,7 @@ def main() -> None:
                 agreements[(n, objects)] = agreement(masks, shape)
                 # Now, not only in the summary: a run cut short by a time limit keeps it.
                 emit(
-                    {"agreement": True, "frames": n, "objects": objects}
+                    {"agreement": True, "frames": n, "objects": objects, "start": args.start}
                     | {"mean_iou_vs_official": agreements[(n, objects)]},
                     args.out,
                 )
@@ -360,6 +381,7 @@ def main() -> None:
         iou = agreements.get((n, objects), {}).get(engine)
         emit(
             {"summary": True, "engine": engine, "frames": n, "objects": objects}
+            | {"start": args.start}
             | {"runs": len(rows)}
             | {"precision": args.precision if args.device.startswith("cuda") else "float32"}
             | {"warm": not args.cold}

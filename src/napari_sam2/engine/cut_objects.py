@@ -118,13 +118,14 @@ def resegment_cut(
     extents: list[Extent],
     options: AutomaticOptions,
 ) -> list[tuple[int, MaskCrop]]:
-    """Each extent segmented with a box prompt in its own window, as (area, crop)."""
+    """Each extent segmented with a box prompt in its own window (the windows embedded and
+    decoded together), as (area, crop)."""
     device = next(model.parameters()).device
     session = ImageSession(model, cache_size=4)  # its own: a GUI click may use the other
     windowed = WindowedPlane(plane, normalization, session, model.image_size, device)
+    boxes = [PromptSet.from_arguments(box=extent).validate(plane.shape) for extent in extents]
     out = []
-    for extent in extents:
-        crop = windowed.predict(PromptSet.from_arguments(box=extent).validate(plane.shape))
+    for crop in windowed.predict_many(boxes):
         area = int(np.count_nonzero(crop.mask))
         if area >= max(options.min_area, 1):
             out.append((area, crop))

@@ -20,6 +20,10 @@ from .holes import fill_small_holes
 from .models import inference_context
 from .prompts import PromptSet
 
+ENCODER_BATCH = 8
+"""Frames ``ImageSession.embed_many`` runs through the image encoder at once (the video path
+encodes 8 frames at a time on CUDA too)."""
+
 
 def plane_fingerprint(plane: np.ndarray) -> str:
     """A content hash of a raw plane: equal pixels give equal keys, edits give new ones.
@@ -71,35 +75,67 @@ class ImageSession:
         ``frame`` is the encoder's input (``frames.model_input``) of an (h, w) frame; it may be
         None when ``key`` is cached, so callers can skip preparing it.
         """
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            features, hw = self._cache[key]
-        else:
+        self.embed_many([(frame, hw, key)])
+
+    def embed_many(self, frames: list[tuple[torch.Tensor | None, tuple[int, int], Hashable]]):
+        """``set_frame`` for each of ``frames`` in turn, those not cached embedded
+        ``ENCODER_BATCH`` at a time (on CUDA padded to a power of two: shapes that repeat, see
+        ``cuda_graphs.padded_size``): the windows of a crowded field cost one encoder call,
+        not one each. All of them stay cached until the next call; the last becomes the
+        current frame."""
+        todo: dict[Hashable, tuple[torch.Tensor, tuple[int, int]]] = {}
+        for frame, hw, key in frames:
+            if key not in self._cache:
+                todo.setdefault(key, (frame, hw))
+        pending = list(todo.items())
+        for start in range(0, len(pending), ENCODER_BATCH):
+            chunk = pending[start : start + ENCODER_BATCH]
+            batch = [frame for _, (frame, _) in chunk]
+            if self.device.type == "cuda":
+                batch += batch[-1:] * (padded_size(len(batch)) - len(batch))
             with inference_context(self.device):
-                features = self._embed(frame)
-            self._cache[key] = (features, hw)
-            self.embeddings_computed += 1
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        # Restore the predictor's state for this frame (the attributes set_image fills).
+                found = self._embed(torch.stack(batch))
+            for (key, (_, hw)), features in zip(chunk, found, strict=False):
+                self._cache[key] = (features, hw)
+                self.embeddings_computed += 1
+        used = list(dict.fromkeys(key for _, _, key in frames))
+        for key in used:  # the most recent, kept while the cache lets older ones go
+            self._cache.move_to_end(key)
+        while len(self._cache) > max(self.cache_size, len(used)):
+            self._cache.popitem(last=False)
+        self._show(used[-1])
+
+    def _show(self, key: Hashable) -> None:
+        """Make the cached frame ``key`` current: restore the attributes of sam2's predictor
+        that ``set_image`` fills."""
+        self._cache.move_to_end(key)
+        features, hw = self._cache[key]
         self.predictor.reset_predictor()
         self.predictor._features = features
         self.predictor._orig_hw = [hw]
         self.predictor._is_image_set = True
         self.key = key
 
-    def _embed(self, frame: torch.Tensor) -> dict:
-        """The image features ``SAM2ImagePredictor.set_image`` computes, from a frame already
-        prepared on the device (``set_image`` takes a host array and prepares it on the CPU)."""
+    def _embed(self, frames: torch.Tensor) -> list[dict]:
+        """The image features ``SAM2ImagePredictor.set_image`` computes, of each of a batch
+        of frames already prepared on the device (``set_image`` takes a host array and
+        prepares it on the CPU)."""
         model = self.predictor.model
-        _, vision_feats, _, _ = model._prepare_backbone_features(model.forward_image(frame[None]))
+        _, vision_feats, _, _ = model._prepare_backbone_features(model.forward_image(frames))
         if model.directly_add_no_mem_embed:
             vision_feats[-1] = vision_feats[-1] + model.no_mem_embed
+        n = len(frames)
         feats = [
-            feat.permute(1, 2, 0).view(1, -1, *size)
+            feat.permute(1, 2, 0).view(n, -1, *size)
             for feat, size in zip(vision_feats, self.predictor._bb_feat_sizes, strict=True)
         ]
-        return {"image_embed": feats[-1], "high_res_feats": feats[:-1]}
+        return [
+            {
+                "image_embed": feats[-1][i : i + 1],
+                "high_res_feats": [f[i : i + 1] for f in feats[:-1]],
+            }
+            for i in range(n)
+        ]
 
     def embedding(self) -> tuple[dict, tuple[int, int]]:
         """The current frame's image features and its (h, w), as the predictor holds them.
@@ -144,42 +180,62 @@ class ImageSession:
         fill_small_holes(mask)
         return mask, float(score)
 
-    def predict_many(self, prompts: list[PromptSet]) -> list[tuple[np.ndarray, float]]:
-        """What ``predict`` gives for each of ``prompts`` on the current frame, those alike
-        (the same number of clicks, all with a box or none, no mask) decoded in one pass: the
-        decoder treats them independently, so every cell of a field clicked once costs one
-        pass, not one each."""
+    def predict_many(
+        self, prompts: list[PromptSet], keys: list[Hashable] | None = None
+    ) -> list[tuple[np.ndarray, float]]:
+        """What ``predict`` gives for each of ``prompts`` on the current frame, or on the
+        cached frame of its key in ``keys``. Those alike (the same number of clicks, all with
+        a box or none, no mask, on frames of one size) are decoded in one pass, each on its
+        own frame's features: the decoder treats them independently, so every cell of a field
+        clicked once costs one pass, not one each nor one per window. The last frame used
+        becomes the current one."""
+        if self.key is None:
+            raise SAM2Error("No image is set: call set_image first.")
+        keys = keys or [self.key] * len(prompts)
         groups: dict[tuple, list[int]] = {}
-        for i, p in enumerate(prompts):
+        for i, (p, key) in enumerate(zip(prompts, keys, strict=True)):
             points = 0 if p.points is None else len(p.points)
             kind = ("mask", i) if p.mask is not None else (points, p.box is not None)
-            groups.setdefault(kind, []).append(i)
+            groups.setdefault((*kind, self._cache[key][1]), []).append(i)
         out: list = [None] * len(prompts)
         for indices in groups.values():
-            alike = [prompts[i] for i in indices]
-            found = [self.predict(alike[0])] if len(alike) == 1 else self._predict_alike(alike)
+            if len(indices) == 1:
+                self._show(keys[indices[0]])
+                out[indices[0]] = self.predict(prompts[indices[0]])
+                continue
+            found = self._predict_alike([prompts[i] for i in indices], [keys[i] for i in indices])
             for i, result in zip(indices, found, strict=True):
                 out[i] = result
         return out
 
-    def _predict_alike(self, prompts: list[PromptSet]) -> list[tuple[np.ndarray, float]]:
-        """``predict`` for several clicks-and-boxes prompts of one shape, in one decoder pass."""
-        if self.key is None:
-            raise SAM2Error("No image is set: call set_image first.")
+    def _predict_alike(
+        self, prompts: list[PromptSet], keys: list[Hashable]
+    ) -> list[tuple[np.ndarray, float]]:
+        """``predict`` for several clicks-and-boxes prompts of one shape, each on the cached
+        frame of its key (frames of one size), in one decoder pass."""
         sams = [p.to_sam() for p in prompts]
+        features = [self._cache[key][0] for key in keys]
+        hw = self._cache[keys[0]][1]
         if self.device.type == "cuda":  # shapes that repeat (``padded_size``)
-            sams += sams[-1:] * (padded_size(len(sams)) - len(sams))
-
-        def stacked(key):
-            return np.stack([sam[key] for sam in sams]) if key in sams[0] else None
-
+            extra = padded_size(len(sams)) - len(sams)
+            sams, features = sams + sams[-1:] * extra, features + features[-1:] * extra
+        coords, labels = _clicks_and_corners(sams)
         with inference_context(self.device):
-            _, coords, labels, box = self.predictor._prep_prompts(
-                stacked("point_coords"), stacked("point_labels"), stacked("box"), None,
-                normalize_coords=True,
-            )  # fmt: skip
-            masks, scores, _ = self.predictor._predict(
-                coords, labels, box, None, prompts[0].is_single_click
+            coords = self.predictor._transforms.transform_coords(
+                torch.as_tensor(coords, dtype=torch.float, device=self.device),
+                normalize=True,
+                orig_hw=hw,
+            )
+            labels = torch.as_tensor(labels, dtype=torch.int, device=self.device)
+            if all(f is features[0] for f in features):
+                image_embed, high_res = features[0]["image_embed"], features[0]["high_res_feats"]
+            else:
+                image_embed = torch.cat([f["image_embed"] for f in features])
+                high_res = [
+                    torch.cat([f["high_res_feats"][j] for f in features]) for j in range(2)
+                ]
+            masks, scores = self._decode(
+                image_embed, high_res, coords, labels, prompts[0].is_single_click, hw
             )
             best = scores.float().argmax(dim=1)
             chosen = masks[torch.arange(len(sams), device=masks.device), best][: len(prompts)]
@@ -190,6 +246,25 @@ class ImageSession:
             fill_small_holes(mask)
             found.append((mask, float(score)))
         return found
+
+    def _decode(self, image_embed, high_res, coords, labels, multimask: bool, hw):
+        """sam2's prompt encoder and mask decoder on a batch of prompts (clicks and box
+        corners, model coordinates), each on its own image embedding, or all on one: the
+        masks at the frame's size (h, w) and their predicted IoUs. ``_predict`` of sam2's
+        image predictor does this for one image only."""
+        model = self.predictor.model
+        sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        low_res, scores, _, _ = model.sam_mask_decoder(
+            image_embeddings=image_embed,
+            image_pe=model.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=len(image_embed) != len(coords),
+            high_res_features=high_res,
+        )
+        masks = self.predictor._transforms.postprocess_masks(low_res, hw)
+        return masks > self.predictor.mask_threshold, scores
 
     def _clicks(self, image_embed, high_res_0, high_res_1, coords, labels, multimask, hw):
         """The mask decoder on clicks, as a function of tensors only, so that on CUDA it can be
@@ -207,6 +282,20 @@ class ImageSession:
             return _best(*predictor._predict(coords, labels, None, None, multimask))
         finally:
             predictor._features, predictor._orig_hw = kept
+
+
+def _clicks_and_corners(sams: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The (n, k, 2) point coordinates and (n, k) labels of n sam prompts of one shape, a
+    box as its two corners first (labels 2 and 3), as sam2's decoder reads a box."""
+    n = len(sams)
+    coords, labels = [], []
+    if "box" in sams[0]:
+        coords.append(np.stack([sam["box"] for sam in sams]).reshape(n, 2, 2))
+        labels.append(np.tile([2, 3], (n, 1)))
+    if "point_coords" in sams[0]:
+        coords.append(np.stack([sam["point_coords"] for sam in sams]))
+        labels.append(np.stack([sam["point_labels"] for sam in sams]))
+    return np.concatenate(coords, axis=1), np.concatenate(labels, axis=1)
 
 
 def _best(masks: torch.Tensor, scores: torch.Tensor, _low_res=None) -> tuple:

@@ -7,8 +7,8 @@ border inside the plane (the object is probably cut) or is too large for the win
 (a window shows a part of a large object as an object of its own), the prompts are predicted
 once more in the window chosen for the prompts and that mask together, which holds the object
 away from its borders, on a larger level if need be. Prompt sets segmented together
-(``predict_many``: every cell of a crowded frame clicked once) share each window's embedding
-and one decoder pass per window.
+(``predict_many``: every cell of a crowded frame clicked once) share each window's embedding;
+the windows are embedded in one encoder batch and all their prompts decoded in one pass.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from .frames import Normalization, model_input
-from .image import ImageSession, plane_fingerprint
+from .image import ENCODER_BATCH, ImageSession, plane_fingerprint
 from .plane import LazyPlane, PlaneLevel
 from .prompts import PromptSet
 from .window import (
@@ -92,14 +92,15 @@ class WindowedPlane:
         return crops
 
     def _in_windows(self, windows: list[Window], prompts: list[PromptSet]) -> list[MaskCrop]:
-        """The mask of each of ``prompts`` segmented in its window of ``windows``, a window's
-        prompts decoded together."""
-        by_window: dict[Window, list[int]] = {}
-        for i, window in enumerate(windows):
-            by_window.setdefault(window, []).append(i)
+        """The mask of each of ``prompts`` segmented in its window of ``windows``: the
+        windows embedded ``ENCODER_BATCH`` at a time, the prompts of each batch decoded
+        together."""
+        unique = list(dict.fromkeys(windows))
         crops: list = [None] * len(prompts)
-        for window, indices in by_window.items():
-            found = self._decoded(window, [prompts[i] for i in indices], self.plane)
+        for start in range(0, len(unique), ENCODER_BATCH):
+            batch = set(unique[start : start + ENCODER_BATCH])
+            indices = [i for i, window in enumerate(windows) if window in batch]
+            found = self._decoded([windows[i] for i in indices], [prompts[i] for i in indices])
             for i, crop in zip(indices, found, strict=True):
                 crops[i] = crop
         return crops
@@ -109,26 +110,39 @@ class WindowedPlane:
     ) -> MaskCrop:
         """The mask of ``prompts`` segmented in ``window`` read from ``plane`` (by default
         this plane), trimmed to its bounding box."""
-        return self._decoded(window, [prompts], plane or self.plane)[0]
+        return self._decoded([window], [prompts], plane)[0]
 
     def _decoded(
-        self, window: Window | LevelWindow, prompts: list[PromptSet], plane: LazyPlane
+        self, windows: list, prompts: list[PromptSet], plane: LazyPlane | None = None
     ) -> list[MaskCrop]:
-        """The masks of ``prompts`` segmented together in ``window`` read from ``plane``,
-        each trimmed to its bounding box."""
-        self.embed(window, plane)
-        found = self.session.predict_many([window.local(p) for p in prompts])
-        rows, cols = window.slices
-        return [MaskCrop(rows, cols, window.upscaled(mask)).trimmed() for mask, _ in found]
+        """The mask of each of ``prompts`` segmented in its window of ``windows`` (at most
+        ``ENCODER_BATCH`` of them, read from ``plane``, by default this plane), decoded
+        together and trimmed to its bounding box."""
+        keys = self.embed(list(dict.fromkeys(windows)), plane or self.plane)
+        found = self.session.predict_many(
+            [w.local(p) for w, p in zip(windows, prompts, strict=True)],
+            [keys[w] for w in windows],
+        )
+        crops = []
+        for window, (mask, _) in zip(windows, found, strict=True):
+            rows, cols = window.slices
+            crops.append(MaskCrop(rows, cols, window.upscaled(mask)).trimmed())
+        return crops
 
-    def embed(self, window: Window | LevelWindow, plane: LazyPlane) -> None:
-        """Make ``window`` the session's frame, embedding it unless its pixels are cached."""
-        raw = plane.read(*window.read_slices)
-        key = (plane_fingerprint(raw), window, self.normalization)
-        frame = None
-        if not self.session.is_cached(key):
-            frame = model_input(raw, self.normalization, self.image_size, self.device)
-        self.session.set_frame(frame, raw.shape[:2], key)
+    def embed(self, windows: list, plane: LazyPlane) -> dict:
+        """Embed ``windows`` read from ``plane`` in one encoder batch, those whose pixels are
+        not cached: window → its key in the session's cache. The last becomes its frame."""
+        frames, keys = [], {}
+        for window in windows:
+            raw = plane.read(*window.read_slices)
+            key = (plane_fingerprint(raw), window, self.normalization)
+            frame = None
+            if not self.session.is_cached(key):
+                frame = model_input(raw, self.normalization, self.image_size, self.device)
+            frames.append((frame, raw.shape[:2], key))
+            keys[window] = key
+        self.session.embed_many(frames)
+        return keys
 
 
 def _reaches_inner_edge(crop: MaskCrop, window: Window, shape: tuple[int, int]) -> bool:
