@@ -304,6 +304,31 @@ def test_model_frames_prepare_on_demand_and_hold_few():
     assert frames.frames_prepared <= 20 + frames.read_ahead
 
 
+def test_on_a_cpu_the_readers_only_read(monkeypatch):
+    """On a CPU the frames read ahead are normalised and resized in the thread that asks for
+    them, not in the reader threads, whose torch work would take the model's cores; the
+    frames are the same."""
+    import threading
+
+    from napari_sam2.engine.video import reading
+
+    threads = []
+    model_input = reading.model_input
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return model_input(*args, **kwargs)
+
+    monkeypatch.setattr(reading, "model_input", recording)
+    stack = np.random.default_rng(0).random((12, H, W))
+    frames = ModelFrames(frame_source_for(stack, contrast_limits=(0, 1)), image_size=32)
+    got = [frames[i] for i in range(12)]
+    frames.close()
+    assert threads and all(t is threading.main_thread() for t in threads)
+    for i, frame in enumerate(got):
+        torch.testing.assert_close(frame, frames.prepare(i))
+
+
 def test_memory_stays_flat_over_a_long_lazy_stack(model):
     """1,000 lazy 64×64 frames on CPU: the state holds a bounded number of frames' outputs, the
     frame reader a few frames, and the process's RSS grows by little between frame 200 and the

@@ -187,8 +187,8 @@ class ImageSession:
         cached frame of its key in ``keys``. Those alike (the same number of clicks, all with
         a box or none, no mask, on frames of one size) are decoded in one pass, each on its
         own frame's features: the decoder treats them independently, so every cell of a field
-        clicked once costs one pass, not one each nor one per window. The last frame used
-        becomes the current one."""
+        clicked once costs one pass, not one each nor one per window. One of those frames
+        may be left the current one."""
         if self.key is None:
             raise SAM2Error("No image is set: call set_image first.")
         keys = keys or [self.key] * len(prompts)

@@ -19,10 +19,13 @@ class ModelFrames:
 
     ``frames[i]`` is a (3, S, S) float32 tensor (S the model's image size), normalised the
     way sam2 expects. Only ``cache_size`` prepared frames are held; after each access the next
-    ``read_ahead`` frames in the direction of travel are prepared by ``workers`` background
+    ``read_ahead`` frames in the direction of travel are read by ``workers`` background
     threads, so reading (dask, zarr, video decoding) overlaps with the model. On a GPU, read
     at least a batch of the image encoder ahead, with several workers: the tracking loop must
-    never wait for a frame.
+    never wait for a frame. On a CPU the readers only read; the frame's float work runs when
+    the model asks for it, since torch's threads in a reader and in the model would share the
+    same cores (2 cores, packaged micro, 512² frames: 12 frames/s with it in the reader, 17
+    without, as the official predictor with its frames loaded up front).
     """
 
     def __init__(
@@ -60,11 +63,20 @@ class ModelFrames:
         On a GPU the raw pixels are copied there and all float work runs there: the reader
         threads then only read, and hold Python's lock (which the tracking loop needs) briefly.
         """
-        plane = self.source.raw_plane(index)
+        return self._model_frame(self.source.raw_plane(index))
+
+    def _model_frame(self, plane: np.ndarray) -> torch.Tensor:
         frame = model_input(plane, self.source.normalization, self.image_size, self.device)
         with self._lock:
             self.frames_prepared += 1
         return frame
+
+    def _in_reader(self, index: int) -> torch.Tensor | np.ndarray:
+        """What a reader thread does for a frame: all of it on a GPU, only the reading on a
+        CPU (see the class docstring)."""
+        if self.device.type == "cpu":
+            return self.source.raw_plane(index)
+        return self.prepare(index)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         index = int(index)
@@ -76,6 +88,8 @@ class ModelFrames:
         else:
             future = self._pending.pop(index, None)
             tensor = future.result() if future is not None else self.prepare(index)
+            if not isinstance(tensor, torch.Tensor):
+                tensor = self._model_frame(tensor)
             self._cache[index] = tensor
         self._read_ahead(index)
         while len(self._cache) + len(self._pending) > self.cache_size and self._cache:
@@ -88,7 +102,7 @@ class ModelFrames:
             self._pending.pop(stale).cancel()
         for i in sorted(wanted, key=lambda i: abs(i - index)):
             if 0 <= i < len(self) and i not in self._cache and i not in self._pending:
-                self._pending[i] = self._pool.submit(self.prepare, i)
+                self._pending[i] = self._pool.submit(self._in_reader, i)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
