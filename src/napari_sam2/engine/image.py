@@ -268,20 +268,11 @@ class ImageSession:
 
     def _clicks(self, image_embed, high_res_0, high_res_1, coords, labels, multimask, hw):
         """The mask decoder on clicks, as a function of tensors only, so that on CUDA it can be
-        replayed as a graph: sam2's ``_predict`` launches some 300 small kernels from Python,
-        which take longer than the GPU needs for them (only clicks: a box prompt makes sam2
-        copy a tensor from the host, which a graph cannot hold)."""
-        predictor = self.predictor
-        kept = predictor._features, predictor._orig_hw
-        predictor._features = {
-            "image_embed": image_embed,
-            "high_res_feats": [high_res_0, high_res_1],
-        }
-        predictor._orig_hw = [hw]
-        try:
-            return _best(*predictor._predict(coords, labels, None, None, multimask))
-        finally:
-            predictor._features, predictor._orig_hw = kept
+        replayed as a graph: the prompt encoder and mask decoder launch some 300 small kernels
+        from Python, which take longer than the GPU needs for them."""
+        return _best(
+            *self._decode(image_embed, [high_res_0, high_res_1], coords, labels, multimask, hw)
+        )
 
 
 def _clicks_and_corners(sams: list[dict]) -> tuple[np.ndarray, np.ndarray]:
