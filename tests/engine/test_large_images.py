@@ -97,6 +97,39 @@ def test_a_second_click_in_the_window_costs_no_embedding(micro):
     assert iou(first, truth == 1) > 0.7
 
 
+def test_clicks_in_several_windows_share_one_encoder_batch(micro):
+    """Clicks on cells of a large plane segmented together (as a propagation's first frame
+    does): their windows go through the image encoder in one batch, each mask is the one its
+    click gives alone, and each cached embedding holds its own window only (a view into the
+    batch would keep the whole batch in memory while any of its windows stays cached)."""
+    from napari_sam2.engine.image import ImageSession
+    from napari_sam2.engine.prompts import PromptSet
+    from napari_sam2.engine.windowed import WindowedPlane
+
+    image, truth = synthetic_cells((1536, 1536), n_cells=12, seed=3, radius=20)
+    micro.set_image(image)
+    cells = [centre(truth == k) for k in (1, 2, 3, 4, 5)]
+    alone = [micro.predict(points=[c]) for c in cells]
+    large = micro._windowed
+    session = ImageSession(micro.model)
+    together = WindowedPlane(large.plane, large.normalization, session, 512, micro.device)
+    batches = []
+    hook = micro.model.image_encoder.register_forward_hook(
+        lambda _m, x, _o: batches.append(len(x[0]))
+    )
+    try:
+        prompts = [PromptSet.from_arguments(points=[c]).validate(image.shape) for c in cells]
+        crops = together.predict_many(prompts)
+    finally:
+        hook.remove()
+    assert batches[0] == session.embeddings_computed - sum(batches[1:]) > 1, batches
+    for crop, mask in zip(crops, alone, strict=True):
+        assert iou(crop.full(image.shape), mask) > 0.99
+    for features, _ in session._cache.values():
+        for feat in [features["image_embed"], *features["high_res_feats"]]:
+            assert feat.untyped_storage().nbytes() == feat.numel() * feat.element_size()
+
+
 def test_an_object_larger_than_its_first_window_comes_out_whole(micro):
     """A cell 0.78 of the first window across (300 px in the 384 px window of a 1024 input),
     clicked at its centre, overflows that window, where the model sees a part of it as an

@@ -129,13 +129,15 @@ class ImageSession:
             feat.permute(1, 2, 0).view(n, -1, *size)
             for feat, size in zip(vision_feats, self.predictor._bb_feat_sizes, strict=True)
         ]
-        return [
-            {
-                "image_embed": feats[-1][i : i + 1],
-                "high_res_feats": [f[i : i + 1] for f in feats[:-1]],
-            }
-            for i in range(n)
-        ]
+        if n > 1:  # copies: a cached view would keep its whole batch in memory
+            return [
+                {
+                    "image_embed": feats[-1][i : i + 1].clone(),
+                    "high_res_feats": [f[i : i + 1].clone() for f in feats[:-1]],
+                }
+                for i in range(n)
+            ]
+        return [{"image_embed": feats[-1], "high_res_feats": feats[:-1]}]
 
     def embedding(self) -> tuple[dict, tuple[int, int]]:
         """The current frame's image features and its (h, w), as the predictor holds them.
