@@ -24,7 +24,9 @@ object on ten frames spread over the clip)::
         --frames 10 --size 256 --runs 1 --engines ours ours-per-object official
 
 ``ours-per-object`` is the engine with objects tracked one by one, as sam2 does (a private
-switch, for this comparison only). ``--start masks`` prompts each of the N cells with its true
+switch, for this comparison only); ``official-float32`` is the official predictor without
+autocast, so that its agreement with ``official`` in a bfloat16 run says how far bfloat16 moves
+sam2's own masks. ``--start masks`` prompts each of the N cells with its true
 mask on frame 0 instead (sam2's ``add_new_mask`` for both engines), so both start from the
 same masks and the agreement measures the tracking alone: from clicks, the engine segments
 each click as its image path does (in a window on a frame larger than ``whole_side``), the
@@ -133,7 +135,8 @@ def one_run(args) -> dict:
     from napari_sam2.engine.video.warmup import warm_up
 
     device = torch.device(args.device)
-    if args.precision == "float32":  # a benchmark override: no autocast for either engine
+    float32 = args.precision == "float32" or args.engine == "official-float32"
+    if float32:  # a benchmark override: no autocast for either engine
         from napari_sam2.engine.video import session as video_session
 
         def inference_context(_device):
@@ -215,7 +218,7 @@ def one_run(args) -> dict:
         "warm": not args.cold,
         "warm_up_s": round(warm_up_s, 3),
         "compiled": compiled,
-        "precision": args.precision if device.type == "cuda" else "float32",
+        "precision": "float32" if float32 or device.type != "cuda" else args.precision,
         "frame_shape": [height, width],
         "mask_shape": list(masks.shape),
         "time_to_first_mask_s": round(first, 4),
@@ -274,7 +277,7 @@ def one_subprocess(args, engine: str, n: int, folder: Path, clicks, masks: Path 
 
 
 def agreement(masks: dict[str, Path], shape: tuple[int, int]) -> dict[str, float]:
-    """Mean IoU of each engine of ours with the official predictor, from their saved masks."""
+    """Mean IoU of each other engine with the official predictor, from their saved masks."""
     if "official" not in masks or not masks["official"].exists():
         return {}
     width = shape[1]
@@ -297,10 +300,19 @@ def main() -> None:
         "--engines",
         nargs="+",
         default=["ours", "official"],
-        choices=("ours", "ours-no-cuda-graphs", "ours-compiled", "ours-per-object", "official"),
+        choices=(
+            "ours",
+            "ours-no-cuda-graphs",
+            "ours-compiled",
+            "ours-per-object",
+            "official",
+            "official-float32",
+        ),
         help="ours-no-cuda-graphs: the engine with cuda_graphs=False; ours-compiled: with its "
         "image encoder torch.compile'd (compiles in the warm-up); ours-per-object: objects "
-        "tracked one by one, as sam2 does",
+        "tracked one by one, as sam2 does; official-float32: the official predictor "
+        "without autocast, whatever --precision (its agreement with official says how far "
+        "bfloat16 moves sam2 itself)",
     )
     parser.add_argument(
         "--objects",
@@ -352,7 +364,7 @@ def main() -> None:
             # Rounds interleave the engines, so a slow spell of the machine hits both.
             for run in range(args.runs):
                 for engine in args.engines:
-                    if engine == "official" and n > args.official_max_frames:
+                    if engine.startswith("official") and n > args.official_max_frames:
                         continue
                     kept = masks[engine] if run == 0 and clicks else None
                     row = one_subprocess(args, engine, n, folder, clicks, kept)
@@ -383,7 +395,7 @@ def main() -> None:
             {"summary": True, "engine": engine, "frames": n, "objects": objects}
             | {"start": args.start}
             | {"runs": len(rows)}
-            | {"precision": args.precision if args.device.startswith("cuda") else "float32"}
+            | {"precision": rows[0]["precision"]}
             | {"warm": not args.cold}
             | {f"median_{k}": v for k, v in median.items()}
             | ({"mean_iou_vs_official": iou} if iou is not None else {}),
