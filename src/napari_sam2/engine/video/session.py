@@ -318,9 +318,9 @@ class PropagationSession:
         try:
             objects = run_objects(steps)
             with (
+                faster_forms(self.model),
                 tracking_graphs(self.model, self.cuda_graphs) as graphs,
                 attention_kernels(self.model),
-                faster_forms(self.model),
             ):
                 self._prompts.items = self._shown.stand_in(self._prompts.items, objects)
                 # The model gets the prompts of the objects this run tracks; other objects'
