@@ -265,3 +265,37 @@ def test_many_clicks_on_a_large_field_are_segmented_together_as_each_alone(real,
     assert len(embeddings) <= 3, embeddings  # the windows, the regrown ones, the frame
     ious = [real.em.iou(ours, theirs) for ours, theirs in zip(masks, alone, strict=True)]
     assert min(ious) > 0.99, ious
+
+
+def test_propagating_the_users_clicks_embeds_their_windows_once(real, micro_segmenter):
+    """12 real nuclei of a 1024² mosaic clicked in the image path, then propagated from the
+    Segmenter's session: the first frame shows the masks the user was shown, and the windows
+    those clicks were segmented in are taken from the image path's cache, not embedded again
+    (a session of its own embeds them)."""
+    from napari_sam2.engine.video.reading import frame_source_for
+    from napari_sam2.engine.video.session import PropagationSession
+
+    _, frames01, labels = real.load_stack(DATA)
+    stack = np.stack([_real_mosaic(frames01, labels, [z], 4)[0] for z in (30, 31)])
+    _, nuclei = _real_mosaic(frames01, labels, [30], 4)
+    clicks = [(r + r0, c + c0) for (r, c), (r0, c0) in (
+        (real.em.deepest_point(truth), corner) for truth, corner in nuclei[1::2][:12]
+    )]  # fmt: skip
+    micro_segmenter.set_image(stack[0], contrast_limits=(0, 1))
+    shown = [micro_segmenter.predict(points=[click]) for click in clicks]
+    prompts = {0: {k: dict(points=[c]) for k, c in enumerate(clicks, 1)}}
+
+    own = PropagationSession(
+        micro_segmenter.model, frame_source_for(stack, contrast_limits=(0, 1))
+    )
+    shared = micro_segmenter.propagation_session(stack, contrast_limits=(0, 1))
+    embedded = []  # windows each session's prompted frame embedded
+    for session in (own, shared):
+        with session:
+            session.add_prompts(prompts)
+            frame, ids, masks = next(iter(session.propagate("forward")))
+            embedded.append(session._shown._session.embeddings_computed)
+            assert frame == 0 and ids == list(range(1, 13))
+            ious = [real.em.iou(ours, theirs) for ours, theirs in zip(masks, shown, strict=True)]
+            assert min(ious) > 0.99, ious
+    assert embedded[0] > 0 and embedded[1] == 0, embedded

@@ -56,17 +56,30 @@ def image_predictor(model: torch.nn.Module):
 class ImageSession:
     """Holds an image predictor and the embeddings of recently seen frames."""
 
-    def __init__(self, model: torch.nn.Module, cache_size: int = 16):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cache_size: int = 16,
+        lender: ImageSession | None = None,
+    ):
         self.predictor = image_predictor(model)
         self.device = next(model.parameters()).device
         self.cache_size = cache_size
         self._cache: OrderedDict[Hashable, tuple[dict, tuple[int, int]]] = OrderedDict()
         self.key: Hashable | None = None
         self.embeddings_computed = 0
+        # Another session of the same model whose cached embeddings this one takes instead
+        # of embedding again (read only: no lock needed, its entries are never changed).
+        self._lender = lender
         # Calls come from the GUI's worker threads one at a time (the Segmenter's lock).
         self._decode_clicks = GraphedCall(self._clicks, any_thread=True)
 
     def is_cached(self, key: Hashable) -> bool:
+        """Whether ``key``'s embedding is here, taking it from the lender if it has it."""
+        if key not in self._cache and self._lender is not None:
+            found = self._lender._cache.get(key)
+            if found is not None:
+                self._cache[key] = found
         return key in self._cache
 
     def set_frame(self, frame: torch.Tensor | None, hw: tuple[int, int], key: Hashable) -> None:
@@ -85,7 +98,7 @@ class ImageSession:
         current frame."""
         todo: dict[Hashable, tuple[torch.Tensor, tuple[int, int]]] = {}
         for frame, hw, key in frames:
-            if key not in self._cache:
+            if not self.is_cached(key):
                 todo.setdefault(key, (frame, hw))
         pending = list(todo.items())
         for start in range(0, len(pending), ENCODER_BATCH):

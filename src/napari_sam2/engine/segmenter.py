@@ -296,6 +296,7 @@ class Segmenter:
             frame_range,
             model_name=self.model_name,
             reliable_memory=reliable_memory,
+            embeddings=self.session,
         )
 
     def propagate(

@@ -21,6 +21,7 @@ import torch
 from ..cuda_graphs import tracking_graphs
 from ..errors import SAM2Error
 from ..frames import FrameSource
+from ..image import ImageSession
 from ..models import inference_context
 from ..prompts import PromptSet
 from .faster import faster_forms
@@ -67,6 +68,9 @@ class PropagationSession:
     was lost in (measured in docs/propagation.md). It costs a device-to-host read per object
     and frame, so it is off by default.
 
+    ``embeddings``: the image path's ``ImageSession`` (the ``Segmenter``'s), whose cached
+    windows prompted frames segmented in windows take instead of embedding them again.
+
     Speed: all objects tracked on a frame whose memories lie on the same frames go through one
     tracking step batched over them. On CUDA, ``batch_size`` frames are encoded at once (default
     8), and with ``cuda_graphs`` (default) the tracking step's memory attention, mask heads and
@@ -83,6 +87,7 @@ class PropagationSession:
         cuda_graphs: bool = True,
         model_name: str | None = None,
         reliable_memory: bool = False,
+        embeddings: ImageSession | None = None,
     ):
         from sam2.sam2_video_predictor import SAM2VideoPredictor
 
@@ -124,7 +129,7 @@ class PropagationSession:
         self.record = AnnotationRecord(n)
         self.model_name = model_name
         self._prompts = PromptQueue(model, self._states, self.frames, self._features)
-        self._shown = ShownMasks(model, source)
+        self._shown = ShownMasks(model, source, embeddings)
         self._running = False
         # Per-object tracking, one sam2 step per object and frame as sam2 itself runs: only for
         # the agreement test and the benchmark (see ``RunTracker``).

@@ -6,6 +6,8 @@ path segments in a window (``window.in_windows``: a click on a plane larger than
 on the whole frame would give the object another mask than the one the user was shown, most
 often a worse one. Such a prompt is segmented as ``Segmenter.predict`` segments it, and the
 object is conditioned on that mask (sam2's mask prompt); its prompted frame shows that mask.
+Windows the image path has embedded already (the user's clicks, given the ``Segmenter``'s
+session) are taken from its cache, not embedded again.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ class ShownMasks:
     """The image path's masks of a session's prompts on frames it segments in windows:
     (object id, frame) → ``MaskCrop``, kept while that prompt stands."""
 
-    def __init__(self, model, source: FrameSource):
+    def __init__(self, model, source: FrameSource, embeddings: ImageSession | None = None):
         self.model, self.source = model, source
         self.crops: dict[tuple[int, int], MaskCrop] = {}
+        self._embeddings = embeddings  # whose cached windows need no embedding again
         self._session: ImageSession | None = None
 
     def stand_in(self, items: list[Item], objects: set[int]) -> list[Item]:
@@ -41,7 +44,7 @@ class ShownMasks:
             if object_id in objects and windowed:
                 by_frame.setdefault(frame, []).append(i)
         if by_frame and self._session is None:
-            self._session = ImageSession(self.model)
+            self._session = ImageSession(self.model, lender=self._embeddings)
         out = list(items)
         for frame, indices in by_frame.items():
             windowed = WindowedPlane(
