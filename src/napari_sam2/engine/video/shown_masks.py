@@ -6,6 +6,7 @@ path segments in a window (``window.in_windows``: a click on a plane larger than
 on the whole frame would give the object another mask than the one the user was shown, most
 often a worse one. Such a prompt is segmented as ``Segmenter.predict`` segments it, and the
 object is conditioned on that mask (sam2's mask prompt); its prompted frame shows that mask.
+A mask given as the prompt is shown as given on its frame.
 Windows the image path has embedded already (the user's clicks, given the ``Segmenter``'s
 session) are taken from its cache, not embedded again.
 """
@@ -59,16 +60,23 @@ class ShownMasks:
         return out
 
     def as_shown(self, result: FrameResult, prompts: dict[int, dict[int, PromptSet]]) -> None:
-        """Make the masks of ``result`` (a finished frame, changed in place) that clicks or a
-        box (``prompts``: object id → frame → prompt) made on its frame the ones the same
-        prompts give on a single image: the image path's own where it segments them in a
-        window, else kept inside the box, with their small holes filled; tracked masks are the
+        """Make the masks of ``result`` (a finished frame, changed in place) that prompts
+        (``prompts``: object id → frame → prompt) made on its frame the ones the user gave or
+        was shown: a mask given alone (a painted label, segment everything's) as it is, not
+        as the model's coarser copy of it, in which small objects vanish; clicks or a box as
+        they give on a single image, the image path's own mask where it segments them in a
+        window, else kept inside the box, with their small holes filled. Tracked masks are the
         model's own (filling them would cost some 5 ms a frame of 64 objects on the host and
         changed no result by more than 0.002 mIoU)."""
         frame, object_ids, masks = result
         for k, object_id in enumerate(object_ids):
             prompt = prompts.get(object_id, {}).get(frame)
-            if prompt is None or prompt.mask is not None:
+            if prompt is None:
+                continue
+            if prompt.mask is not None:
+                if prompt.points is None and prompt.box is None:
+                    masks[k][:] = prompt.mask
+                    result.area[k] = masks[k].sum()
                 continue
             crop = self.crops.get((object_id, frame))
             if crop is not None:
