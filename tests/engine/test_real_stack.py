@@ -299,3 +299,18 @@ def test_propagating_the_users_clicks_embeds_their_windows_once(real, micro_segm
             ious = [real.em.iou(ours, theirs) for ours, theirs in zip(masks, shown, strict=True)]
             assert min(ious) > 0.99, ious
     assert embedded[0] > 0 and embedded[1] == 0, embedded
+
+
+def test_the_field_evaluation_tells_each_tiles_nuclei_apart(real):
+    """``tools/evaluate_field.py``'s field: the real slices' mosaics, their labels numbered
+    apart tile by tile, and a nucleus found on itself."""
+    field = tools_module("evaluate_field")
+    _, frames01, labels = real.load_stack(DATA)
+    stack, truths = field.field(frames01, labels, [29, 30], 4)
+    assert stack.shape[:3] == truths.shape == (2, 1024, 1024)
+    ids = np.unique(truths[1])[1:]
+    per_tile = [len(np.unique(labels[30])) - 1] * 16
+    assert len(ids) > sum(per_tile) / 2  # more nuclei than one tile holds: told apart
+    nucleus = truths[1] == ids[5]
+    assert field.on_nucleus(nucleus, truths[1]) == (ids[5], 1.0)
+    assert field.on_nucleus(np.zeros_like(nucleus), truths[1]) == (0, 0.0)
