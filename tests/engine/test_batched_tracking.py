@@ -95,17 +95,23 @@ def annotate(model, stack, per_object: bool) -> tuple[list, dict, list[int]]:
     return out, session.confidence, batches
 
 
+def assert_annotated_alike(ours, confidence, theirs, their_confidence) -> None:
+    """Two ``annotate`` results: the same runs, frames and objects, equal masks, and
+    confidences equal up to float rounding."""
+    assert [x[:3] for x in ours] == [x[:3] for x in theirs]
+    for (*where, a), (*_, b) in zip(ours, theirs, strict=True):
+        assert (a == b).all(), where
+    for oid in their_confidence:
+        np.testing.assert_allclose(confidence[oid], their_confidence[oid], atol=1e-5)
+
+
 def test_batched_objects_get_the_masks_of_per_object_tracking(model, stack):
     batched, confidence, sizes = annotate(model, stack, per_object=False)
     alone, alone_confidence, alone_sizes = annotate(model, stack, per_object=True)
     assert max(sizes) == 3 and set(alone_sizes) == {1}  # the three on frame 3 went together
     assert len(sizes) < len(alone_sizes)
-    assert [x[:3] for x in batched] == [x[:3] for x in alone]
     # On this CPU the masks are equal; confidences differ in float rounding only.
-    for (run, frame, oid, ours), (*_, theirs) in zip(batched, alone, strict=True):
-        assert (ours == theirs).all(), (run, frame, oid)
-    for oid in alone_confidence:
-        np.testing.assert_allclose(confidence[oid], alone_confidence[oid], atol=1e-5)
+    assert_annotated_alike(batched, confidence, alone, alone_confidence)
     # The correction re-ran only object 2; the later object joined without the others.
     assert {i for run, _, i, _ in batched if run == "fix"} == {2}
     assert {i for run, _, i, _ in batched if run == "added"} == {5}

@@ -12,7 +12,7 @@ from napari_sam2.engine.video import memory_keys, tracking
 from napari_sam2.engine.video.reading import frame_source_for
 from napari_sam2.engine.video.session import PropagationSession
 
-from .test_batched_tracking import annotate
+from .test_batched_tracking import annotate, assert_annotated_alike
 from .test_video import small_video_model
 
 
@@ -48,11 +48,7 @@ def test_kept_keys_give_the_masks_and_confidences_of_sam2s_attention(model, stac
     with kept_keys(False):
         theirs, their_confidence, _ = annotate(model, stack, per_object=False)
     assert sum(reused) > len(reused) / 2  # most memory frames of a step were kept ones
-    assert [x[:3] for x in ours] == [x[:3] for x in theirs]
-    for (*where, a), (*_, b) in zip(ours, theirs, strict=True):
-        assert (a == b).all(), where
-    for oid in their_confidence:
-        np.testing.assert_allclose(confidence[oid], their_confidence[oid], atol=1e-5)
+    assert_annotated_alike(ours, confidence, theirs, their_confidence)
 
 
 def test_kept_keys_stay_within_the_frames_attended_to(model, stack):

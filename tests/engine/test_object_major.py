@@ -4,13 +4,12 @@ the limit is lowered so that this CPU's batches of a few objects go that way."""
 
 from unittest import mock
 
-import numpy as np
 import torch
 
 from napari_sam2.engine.video import object_major
 
 from . import test_memory_keys
-from .test_batched_tracking import annotate
+from .test_batched_tracking import annotate, assert_annotated_alike
 
 model, stack = test_memory_keys.model, test_memory_keys.stack  # the same fixtures
 
@@ -40,11 +39,7 @@ def test_object_major_activations_give_sam2s_masks(model, stack):
         ours, confidence, sizes = annotate(model, stack, per_object=False)
     assert max(sizes) > 1 and calls  # batches of several objects went object by object
     assert all(shape[1] > 1 for shape in calls)  # and single objects as sam2 lays them out
-    assert [x[:3] for x in ours] == [x[:3] for x in theirs]
-    for (*where, a), (*_, b) in zip(ours, theirs, strict=True):
-        assert (a == b).all(), where
-    for oid in their_confidence:
-        np.testing.assert_allclose(confidence[oid], their_confidence[oid], atol=1e-5)
+    assert_annotated_alike(ours, confidence, theirs, their_confidence)
 
 
 def test_batches_that_cuda_graphs_take_keep_sam2s_layout(model, stack):
